@@ -1,0 +1,1 @@
+"""The `anshim` command-line tool: crews' and developers' commands over the Anshim libraries."""
