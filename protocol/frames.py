@@ -554,6 +554,7 @@ PAYLOAD_LENGTHS: dict[FrameType, int | None] = {
     FrameType.COMMAND: None,
 }
 PAYLOAD_CLASSES: dict[FrameType, type[_Payload]] = {t: spec.cls for t, spec in _FIXED.items()}
+PAYLOAD_FORMATS: dict[FrameType, Struct[Any, Any]] = {t: spec.fmt for t, spec in _FIXED.items()}
 COMMAND_CLASSES: dict[Opcode, type[_Payload]] = {op: spec.cls for op, spec in _COMMANDS.items()}
 
 

@@ -14,7 +14,9 @@ from enum import IntEnum
 from typing import Any, ClassVar, TypeAlias
 
 from construct import (
+    Bytes,
     Checksum,
+    ChecksumError,
     GreedyBytes,
     GreedyString,
     Int8sb,
@@ -153,8 +155,10 @@ config_format = Struct(
 )
 empty_format = Struct()
 
+# The whole decoded block; parse/build with ``fields_len=len(block) - 6``.
 message_format = Struct(
-    "body" / RawCopy(Struct("kind" / Int8ub, "seq" / Int8ub, "fields" / GreedyBytes)),
+    "body"
+    / RawCopy(Struct("kind" / Int8ub, "seq" / Int8ub, "fields" / Bytes(this._._params.fields_len))),
     "crc" / Checksum(Int32ub, lambda data: zlib.crc32(data), this.body.data),
 )
 
@@ -315,7 +319,8 @@ def encode_message(message: Message) -> bytes:
     if len(body) + CRC_LEN > MAX_DECODED:
         raise TooLong(f"message is {len(body) + CRC_LEN} bytes", expected=f"<= {MAX_DECODED}")
     block = message_format.build(
-        {"body": {"value": {"kind": body[0], "seq": body[1], "fields": body[2:]}}}
+        {"body": {"value": {"kind": body[0], "seq": body[1], "fields": body[2:]}}},
+        fields_len=len(body) - MIN_BODY,
     )
     return cobs_encode(block) + DELIMITER
 
@@ -327,14 +332,17 @@ def decode_block(block: bytes) -> Message:
         raise TooShort(f"message is {n} bytes", offset=n, expected=f"at least {MIN_BODY + CRC_LEN}")
     if n > MAX_DECODED:
         raise TooLong(f"message is {n} bytes", offset=MAX_DECODED, expected=f"<= {MAX_DECODED}")
-    body, crc = block[:-CRC_LEN], int.from_bytes(block[-CRC_LEN:], "big")
-    if zlib.crc32(body) != crc:
-        raise BadCrc(f"CRC {crc:08x} does not match {zlib.crc32(body):08x}", offset=n - CRC_LEN)
     try:
-        kind = Kind(body[0])
+        parsed = message_format.parse(block, fields_len=n - MIN_BODY - CRC_LEN)
+    except ChecksumError:
+        crc = int.from_bytes(block[-CRC_LEN:], "big")
+        raise BadCrc(f"CRC {crc:08x} does not match the message", offset=n - CRC_LEN) from None
+    body = parsed.body.value
+    try:
+        kind = Kind(body.kind)
     except ValueError:
-        raise UnknownType(f"bridge message kind {body[0]:#04x}", offset=0) from None
-    payload = body[2:]
+        raise UnknownType(f"bridge message kind {body.kind:#04x}", offset=0) from None
+    payload = body.fields
     cls = _pick_class(kind, payload)
     try:
         raw = cls.FORMAT.parse(payload)
@@ -343,7 +351,7 @@ def decode_block(block: bytes) -> Message:
     except Exception as exc:
         raise BadLength(f"{kind.name}: {exc}", offset=2) from None
     values = {k: v for k, v in raw.items() if not k.startswith("_")}
-    return cls(seq=body[1], **values)  # type: ignore[return-value]
+    return cls(seq=body.seq, **values)  # type: ignore[return-value]
 
 
 def _pick_class(kind: Kind, payload: bytes) -> type[_Message]:
