@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Verbs that take field=value items accept them anywhere, also after options.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "fields") or any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.fields = [*args.fields, *extra]
     try:
         code: int = args.handler(args)
     except CliError as exc:
