@@ -526,7 +526,7 @@ Payload: TypeAlias = (
 
 class _Spec(NamedTuple):
     cls: type[_Payload]
-    fmt: Struct[Any, Any]
+    fmt: Struct
     length: int | None  # fixed payload length, None = variable (CONFIG)
 
 
@@ -554,7 +554,7 @@ PAYLOAD_LENGTHS: dict[FrameType, int | None] = {
     FrameType.COMMAND: None,
 }
 PAYLOAD_CLASSES: dict[FrameType, type[_Payload]] = {t: spec.cls for t, spec in _FIXED.items()}
-PAYLOAD_FORMATS: dict[FrameType, Struct[Any, Any]] = {t: spec.fmt for t, spec in _FIXED.items()}
+PAYLOAD_FORMATS: dict[FrameType, Struct] = {t: spec.fmt for t, spec in _FIXED.items()}
 COMMAND_CLASSES: dict[Opcode, type[_Payload]] = {op: spec.cls for op, spec in _COMMANDS.items()}
 
 
@@ -570,11 +570,11 @@ PayloadParser: TypeAlias = Callable[[bytes], _Payload]
 ENGINES = ("struct", "compiled", "construct")
 
 
-def _struct_of(fmt: Struct[Any, Any]) -> struct.Struct:
+def _struct_of(fmt: Struct) -> struct.Struct:
     """The `struct` layout of a construct Struct made only of fixed-size integer fields."""
     codes = []
     for sub in fmt.subcons:
-        field = sub.subcon
+        field: Any = getattr(sub, "subcon", sub)
         field = getattr(field, "subcon", field) if type(field).__name__ == "Const" else field
         fmtstr = getattr(field, "fmtstr", None)
         if not isinstance(fmtstr, str) or fmtstr[0] != ">":
@@ -583,13 +583,11 @@ def _struct_of(fmt: Struct[Any, Any]) -> struct.Struct:
     return struct.Struct(">" + "".join(codes))
 
 
-def _wire_names(fmt: Struct[Any, Any]) -> list[str]:
-    return [sub.name for sub in fmt.subcons if sub.name != "opcode"]
+def _wire_names(fmt: Struct) -> list[str]:
+    return [str(sub.name) for sub in fmt.subcons if sub.name != "opcode"]
 
 
-def _from_wire_plan(
-    cls: type[_Payload], fmt: Struct[Any, Any]
-) -> tuple[Callable[[int], int] | None, ...]:
+def _from_wire_plan(cls: type[_Payload], fmt: Struct) -> tuple[Callable[[int], int] | None, ...]:
     """Per wire field, the conversion to the payload's unit (None = as is)."""
     by_wire = {conv[0]: conv[2] for conv in cls.CONVERTED.values()}
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
@@ -598,7 +596,7 @@ def _from_wire_plan(
     return tuple(by_wire.get(name) for name in _wire_names(fmt))
 
 
-def _struct_parser(cls: type[_Payload], fmt: Struct[Any, Any]) -> PayloadParser:
+def _struct_parser(cls: type[_Payload], fmt: Struct) -> PayloadParser:
     unpack = _struct_of(fmt).unpack
     plan = _from_wire_plan(cls, fmt)
     skip = 1 if "opcode" in [sub.name for sub in fmt.subcons] else 0

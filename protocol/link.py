@@ -166,13 +166,13 @@ message_format = Struct(
 @dataclass(frozen=True, slots=True)
 class _Message:
     KIND: ClassVar[Kind]
-    FORMAT: ClassVar[Struct[Any, Any]]
+    FORMAT: ClassVar[Struct]
     FIXED: ClassVar[int | None]  # body field length, None = variable (ends in bytes/text)
 
     seq: int = field(default=0, kw_only=True)
 
     def fields_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "seq"}  # type: ignore[arg-type]
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "seq"}
 
     def to_fields(self) -> dict[str, Any]:
         """JSON-ready fields as in PROTOCOL.md and the vectors (bytes as hex)."""
