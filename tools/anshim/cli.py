@@ -12,10 +12,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tools.anshim import bench, frame, radio
+from tools.anshim import bench, demo, frame, radio
 from tools.anshim.common import CliError
 
-NOUNS = (radio, frame, bench)
+NOUNS = (radio, frame, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
