@@ -1,0 +1,126 @@
+"""The MQTT contract (gateway/MQTT.md): topic names and JSON payloads, in one place."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.journal import AlarmRecord
+from gateway.registry import Device
+from protocol.frames import FaultCode
+
+ALARM_STATES = ("raised", "delivered", "acknowledged", "resolved")
+FAULT_NAMES = {code.value: code.name.lower() for code in FaultCode}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def fault_names(bitmap: int) -> list[str]:
+    return [FAULT_NAMES.get(bit + 1, f"fault_{bit + 1}") for bit in range(8) if bitmap >> bit & 1]
+
+
+class Topics:
+    def __init__(self, prefix: str, gateway_id: str) -> None:
+        self.prefix = prefix
+        self.gateway_id = gateway_id
+
+    def alarm(self, event_id: str) -> str:
+        return f"{self.prefix}/alarm/{event_id}"
+
+    def device_event(self, device_id: int, etype: str) -> str:
+        return f"{self.prefix}/device/{device_id:08x}/event/{etype}"
+
+    def device_state(self, device_id: int) -> str:
+        return f"{self.prefix}/device/{device_id:08x}/state"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/gateway/{self.gateway_id}/status"
+
+    @property
+    def error(self) -> str:
+        return f"{self.prefix}/gateway/{self.gateway_id}/error"
+
+    @property
+    def command_filters(self) -> list[str]:
+        return [
+            f"{self.prefix}/alarm/+/ack",
+            f"{self.prefix}/alarm/+/resolve",
+            f"{self.prefix}/device/+/command",
+        ]
+
+
+def alarm_payload(alarm: AlarmRecord, device: Device | None, gateway_id: str) -> dict[str, Any]:
+    return {
+        "event_id": alarm.event_id,
+        "device_id": f"{alarm.device_id:08x}",
+        "state": alarm.state,
+        "test": alarm.test,
+        "pressed_at": iso(alarm.pressed_at),
+        "received_at": iso(alarm.received_at),
+        "updated_at": iso(alarm.updated_at),
+        "press_count": alarm.press_count,
+        "battery": {"mv": alarm.battery_mv} if alarm.battery_mv else None,
+        "tamper": bool(alarm.alarm_flags & 0x01),
+        "place": device.place.as_dict() if device else None,
+        "cameras": list(device.cameras) if device else [],
+        "receptions": alarm.receptions,
+        "operator": alarm.operator,
+        "message": alarm.message,
+        "gateway_id": gateway_id,
+    }
+
+
+def event_payload(
+    *,
+    event_id: str,
+    device: Device,
+    etype: str,
+    counter: int,
+    received_at: float,
+    fields: dict[str, Any],
+    receptions: list[dict[str, Any]],
+    gateway_id: str,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "device_id": device.hex_id,
+        "kind": device.kind,
+        "type": etype,
+        "counter": counter,
+        "received_at": iso(received_at),
+        "fields": fields,
+        "place": device.place.as_dict(),
+        "receptions": receptions,
+        "gateway_id": gateway_id,
+    }
+
+
+def state_payload(device: Device, state: dict[str, Any], gateway_id: str) -> dict[str, Any]:
+    fw = state.get("fw_version")
+    return {
+        "device_id": device.hex_id,
+        "kind": device.kind,
+        "online": bool(state.get("online", 1)),
+        "last_seen": iso(state.get("last_seen")),
+        "battery_mv": state.get("battery_mv"),
+        "temperature": state.get("temperature"),
+        "faults": fault_names(state.get("faults") or 0),
+        "firmware": f"{fw >> 4}.{fw & 15}" if fw is not None else None,
+        "rssi": state.get("rssi"),
+        "snr": state.get("snr"),
+        "receiver": state.get("receiver"),
+        "level": state.get("level"),
+        "energy_wh": state.get("energy_wh"),
+        "place": device.place.as_dict(),
+        "gateway_id": gateway_id,
+    }

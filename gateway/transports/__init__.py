@@ -1,0 +1,1 @@
+"""Transports: where frames come from and downlinks go (serial bridge, BLE, simulator)."""

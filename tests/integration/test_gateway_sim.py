@@ -1,0 +1,95 @@
+"""The gateway end to end over the sim transport, with a real mosquitto broker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.transports.sim import SimTransport
+from protocol import frames as fr
+from tests.integration.conftest import Broker
+from tests.integration.helpers import ControlCenter, register_fleet, running_gateway, settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_press_reaches_mqtt_with_every_field_and_is_acked(
+    tmp_path: Path, broker: Broker
+) -> None:
+    s = settings(tmp_path, mqtt_url=broker.url)
+    fleet = register_fleet(s)
+    bell = fleet["bell"]
+    sim = SimTransport()
+    async with ControlCenter(broker.url).running() as cc, running_gateway(s, [sim]):
+        data = bell.frame(fr.Alarm(0, 1, 3600, 0), flags=fr.Flags.RX_OPEN)
+        sim.inject(data, rssi=-101, snr=-3.25)
+        event_id = fr.event_id(bell.device_id, bell.up)
+        topic, body, _ = await cc.wait_for(
+            lambda t, b: t == f"anshim/seongbuk/alarm/{event_id}" and b["state"] == "raised"
+        )
+        assert body["device_id"] == f"{bell.device_id:08x}"
+        assert body["press_count"] == 1 and body["battery"] == {"mv": 3600}
+        assert body["place"]["national_point_number"] == "다사 5640 5320"
+        assert body["place"]["label"] == "형제봉 입구 비상벨"
+        assert body["place"]["trail"] == "북악하늘길 2구간"
+        assert body["cameras"] == ["CCTV-SB-1021", "CCTV-SB-1022"]
+        assert body["receptions"] == [{"receiver": "sim", "rssi": -101, "snr": -3.25}]
+        assert body["gateway_id"] == "gw-test"
+        assert body["pressed_at"] <= body["received_at"]
+        # The ACK goes down to the bell, and the alarm becomes "delivered".
+        await cc.wait_for(lambda t, b: t.endswith(event_id) and b["state"] == "delivered")
+        acks = [bell.decode_downlink(d) for d, _ in sim.sent if d[2:6] == data[2:6]]
+        assert [(a.payload.acked_counter, a.payload.alarm_state) for a in acks] == [
+            (bell.up, fr.AlarmState.DELIVERED)
+        ]
+
+
+async def test_operator_ack_reaches_bell_and_nearby_lights_strobe(
+    tmp_path: Path, broker: Broker
+) -> None:
+    s = settings(tmp_path, mqtt_url=broker.url)
+    fleet = register_fleet(s)
+    bell, near, far = fleet["bell"], fleet["near"], fleet["far"]
+    sim = SimTransport()
+    async with ControlCenter(broker.url).running() as cc, running_gateway(s, [sim]) as gw:
+        sim.inject(bell.frame(fr.Alarm(0, 1, 3600, 0), flags=fr.Flags.RX_OPEN))
+        alarm_counter = bell.up
+        event_id = fr.event_id(bell.device_id, alarm_counter)
+        await cc.wait_for(lambda t, b: t.endswith(event_id) and b["state"] == "delivered")
+        await cc.publish(f"alarm/{event_id}/ack", {"operator": "상황실 3번", "message": "출동 중"})
+        _, body, _ = await cc.wait_for(
+            lambda t, b: t.endswith(event_id) and b["state"] == "acknowledged"
+        )
+        assert body["operator"] == "상황실 3번" and body["message"] == "출동 중"
+        # The bell's next keep-alive opens its window: the ACK says "help is coming".
+        sim.inject(bell.frame(fr.AlarmUpdate(alarm_counter, 2, 3600), flags=fr.Flags.RX_OPEN))
+        await asyncio.sleep(0.2)
+        assert gw.core is not None
+        await gw.core.drain_tasks()
+        to_bell = [
+            bell.decode_downlink(d)
+            for d, _ in sim.sent
+            if d[2:6] == bell.frame(fr.Alarm(), counter=0)[2:6]
+        ]
+        assert to_bell[-1].payload == fr.Ack(bell.up, fr.AlarmState.ACKNOWLEDGED)
+
+        # Lights: the one 60 m away strobes, the one 850 m away does not.
+        def to(dev: object) -> list[fr.Frame]:
+            return [
+                dev.decode_downlink(d)
+                for d, _ in sim.sent  # type: ignore[attr-defined]
+                if int.from_bytes(d[2:6], "big") == dev.device_id
+            ]  # type: ignore[attr-defined]
+
+        assert [f.payload for f in to(near)] == [fr.Strobe(120)]
+        assert to(far) == []
+        # Resolve: the state is published and the bell's next window hears "resolved".
+        await cc.publish(f"alarm/{event_id}/resolve", b"")
+        await cc.wait_for(lambda t, b: t.endswith(event_id) and b["state"] == "resolved")
+        sim.inject(bell.frame(fr.AlarmUpdate(alarm_counter, 2, 3600), flags=fr.Flags.RX_OPEN))
+        await asyncio.sleep(0.2)
+        await gw.core.drain_tasks()
+        last = bell.decode_downlink(sim.sent[-1][0])
+        assert last.payload == fr.Ack(bell.up, fr.AlarmState.RESOLVED)
