@@ -474,7 +474,7 @@ class ConfigSet(_Command):
 
     OPCODE = Opcode.CONFIG
     MAX_KEY: ClassVar[int] = 16
-    MAX_VALUE: ClassVar[int] = 32
+    MAX_VALUE: ClassVar[int] = 30  # 16 overhead + opcode + key length + 16 + 30 = 64
 
     key: str
     value: str = ""
@@ -792,6 +792,10 @@ def _parse_payload(ftype: FrameType, payload: bytes, engine: str) -> Payload:
         if ftype is FrameType.COMMAND:
             return _parse_command(payload, engine)
         return _PARSERS[engine][ftype](payload)  # type: ignore[return-value]
+    except BadField as exc:
+        if exc.offset is None:  # a value check over the whole payload: point at it
+            exc.offset = HEADER_LEN
+        raise
     except ProtocolError:
         raise
     except Exception as exc:  # construct's or struct's own errors: never let them escape

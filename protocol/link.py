@@ -344,10 +344,13 @@ def decode_block(block: bytes) -> Message:
         raise UnknownType(f"bridge message kind {body.kind:#04x}", offset=0) from None
     payload = body.fields
     cls = _pick_class(kind, payload)
+    if kind is Kind.LOG:
+        try:
+            payload[1:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadField(f"LOG text is not UTF-8 ({exc.reason})", offset=3) from None
     try:
         raw = cls.FORMAT.parse(payload)
-    except UnicodeDecodeError:
-        raise BadField("LOG text is not UTF-8", offset=3) from None
     except Exception as exc:
         raise BadLength(f"{kind.name}: {exc}", offset=2) from None
     values = {k: v for k, v in raw.items() if not k.startswith("_")}

@@ -214,7 +214,7 @@ def invalid() -> list[dict[str, Any]]:
             KEY,
             None,
             "BadField",
-            None,
+            8,
             "valid MIC, level above 100 %",
         ),
         (
@@ -223,7 +223,7 @@ def invalid() -> list[dict[str, Any]]:
             KEY,
             None,
             "BadField",
-            None,
+            8,
             "valid MIC, unknown alarm state",
         ),
         (
@@ -232,7 +232,7 @@ def invalid() -> list[dict[str, Any]]:
             KEY,
             None,
             "BadField",
-            None,
+            8,
             "valid MIC, fault code 0",
         ),
         (
@@ -241,7 +241,7 @@ def invalid() -> list[dict[str, Any]]:
             KEY,
             None,
             "BadField",
-            None,
+            8,
             "valid MIC, passed names a check that did not run",
         ),
         ("wrong-key", good, KEY2, None, "BadMic", 12, ""),

@@ -85,7 +85,7 @@ REBOOT = const(0x04)
 CONFIG = const(0x05)
 CMD_SELFTEST = const(0x06)
 _CONFIG_KEY_MAX = const(16)  # bytes
-_CONFIG_VALUE_MAX = const(32)  # bytes
+_CONFIG_VALUE_MAX = const(30)  # bytes: 16 overhead + 2 + 16 + 30 = 64, the largest frame
 
 # type -> (name, payload struct format, field names). Formats have one letter per field
 # (no repeat counts): the encoder range-checks each value by its letter.
@@ -377,7 +377,12 @@ def _decode(mic, data, last_counter, device_id=None):
     direction = DOWN if ftype & _DIR_BIT else UP
     if not mic.verify(direction, devid, counter, data):
         raise BadMic("MIC does not match", len(data) - MIC_LEN)
-    name, fields = _decode_payload(ftype, data, len(data) - MIC_LEN)
+    try:
+        name, fields = _decode_payload(ftype, data, len(data) - MIC_LEN)
+    except BadField as exc:
+        if exc.offset is None:  # a value check over the whole payload: point at it
+            exc.offset = HEADER_LEN
+        raise
     return name, devid, counter, flags, fields
 
 
@@ -573,7 +578,7 @@ class Codec:
         if not 1 <= len(kb) <= _CONFIG_KEY_MAX or not _printable_ascii(kb):
             raise BadField("CONFIG key must be 1..16 printable ASCII characters: %r" % key)
         if len(vb) > _CONFIG_VALUE_MAX:
-            raise BadField("CONFIG value longer than 32 bytes: %r" % value)
+            raise BadField("CONFIG value longer than %d bytes: %r" % (_CONFIG_VALUE_MAX, value))
         kstart = HEADER_LEN + 2
         end = kstart + len(kb) + len(vb)
         if end + MIC_LEN > MAX_FRAME:

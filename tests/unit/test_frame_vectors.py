@@ -156,7 +156,7 @@ def test_decode_unverified_reads_captures_without_key() -> None:
         ("COMMAND", {"opcode": "DANCE"}, "unknown command opcode"),
         ("COMMAND", {"opcode": "SET_LEVEL", "level": 101}, "level = 101"),
         ("COMMAND", {"opcode": "CONFIG", "key": "", "value": "x"}, "1..16 characters"),
-        ("COMMAND", {"opcode": "CONFIG", "key": "k", "value": "x" * 33}, "at most 32 bytes"),
+        ("COMMAND", {"opcode": "CONFIG", "key": "k", "value": "x" * 31}, "at most 30 bytes"),
         ("BEEP", {}, "unknown frame type"),
     ],
 )
