@@ -11,12 +11,18 @@ STAMP  := $(VENV)/.anshim-installed
 
 .PHONY: setup demo test lint typecheck pytest mosquitto clean bench
 
-setup: $(STAMP) node_modules/.package-lock.json mosquitto
+setup: $(STAMP) typings/.installed node_modules/.package-lock.json mosquitto
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# MicroPython ESP32 stubs in their own folder (they replace CPython's stdlib stubs) for the
+# firmware type check: `mypy --config-file firmware/mypy.ini`.
+typings/.installed: pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet --no-user --upgrade --target typings micropython-esp32-stubs==1.29.0.post1
 	@touch $@
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -38,7 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check protocol tools gateway tests
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) typings/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --config-file firmware/mypy.ini
 
