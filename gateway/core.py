@@ -82,6 +82,7 @@ class _Reply:
     ftype: fr.FrameType
     alarm_event: str | None
     candidates: list[Reception] = field(default_factory=list)
+    handle: asyncio.TimerHandle | None = None
 
 
 class Core:
@@ -485,7 +486,7 @@ class Core:
             return
         reply = _Reply(device.device_id, frame.counter, frame.type, alarm_event, [rx])
         self._replies[key] = reply
-        asyncio.get_running_loop().call_later(REPLY_GATHER_S, self._send_reply, key)
+        reply.handle = asyncio.get_running_loop().call_later(REPLY_GATHER_S, self._send_reply, key)
 
     def _send_reply(self, key: tuple[int, int]) -> None:
         reply = self._replies.pop(key, None)
@@ -650,6 +651,11 @@ class Core:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def close(self) -> None:
+        """Stop timers and commit what is staged; the connection is closed by its owner."""
+        for reply in self._replies.values():
+            if reply.handle is not None:
+                reply.handle.cancel()
+        self._replies.clear()
         with contextlib.suppress(Exception):
             self.commit()
 

@@ -159,3 +159,92 @@ async def running_gateway(s: Settings, transports: list[Transport]) -> AsyncIter
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class PtyBridge:
+    """The radio bridge's side of a pseudo-terminal pair: the gateway opens ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        import os
+        import tty
+
+        from protocol import link as ln
+
+        self._ln = ln
+        self.path = path
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(os.ttyname(self.slave))
+        self.framer = ln.Framer()
+        self.received: list[Any] = []
+        self._new = asyncio.Event()
+        self.auto_done = True
+        self.tmst = 10_000_000
+
+    def attach(self) -> None:
+        asyncio.get_running_loop().add_reader(self.master, self._readable)
+
+    def _readable(self) -> None:
+        import os
+
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return
+        for m in self.framer.feed(data):
+            self.received.append(m)
+            if self.auto_done and isinstance(m, self._ln.Tx):
+                self.write(self._ln.TxDone(seq=m.seq, tmst=m.tmst, airtime_us=50_000))
+        self._new.set()
+
+    def write(self, message: Any) -> None:
+        import os
+
+        os.write(self.master, self._ln.encode_message(message))
+
+    def write_raw(self, data: bytes) -> None:
+        import os
+
+        os.write(self.master, data)
+
+    def rx(self, frame: bytes, *, rssi: int = -98, snr_x4: int = 22) -> int:
+        """Deliver a frame as received over the air; returns its tmst."""
+        self.tmst += 3_000_000
+        self.write(
+            self._ln.Rx(
+                seq=0,
+                tmst=self.tmst,
+                rssi=rssi,
+                snr_x4=snr_x4,
+                freq_khz=922_100,
+                sf=9,
+                bw_khz=125,
+                frame=frame,
+            )
+        )
+        return self.tmst
+
+    def tx(self) -> list[Any]:
+        return [m for m in self.received if isinstance(m, self._ln.Tx)]
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        async def scan() -> None:
+            while not predicate(self):
+                self._new.clear()
+                await self._new.wait()
+
+        await asyncio.wait_for(scan(), timeout)
+
+    def close(self) -> None:
+        import contextlib
+        import os
+
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self.master)
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
