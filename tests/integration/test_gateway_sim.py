@@ -26,7 +26,7 @@ async def test_press_reaches_mqtt_with_every_field_and_is_acked(
         data = bell.frame(fr.Alarm(0, 1, 3600, 0), flags=fr.Flags.RX_OPEN)
         sim.inject(data, rssi=-101, snr=-3.25)
         event_id = fr.event_id(bell.device_id, bell.up)
-        topic, body, _ = await cc.wait_for(
+        _, body, _ = await cc.wait_for(
             lambda t, b: t == f"anshim/seongbuk/alarm/{event_id}" and b["state"] == "raised"
         )
         assert body["device_id"] == f"{bell.device_id:08x}"
