@@ -36,9 +36,14 @@ class Broker:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
+        store = workdir / "mosquitto-store"
+        store.mkdir(exist_ok=True)
+        # Persistent sessions survive a broker restart, as a production broker's do, so a
+        # control center that was subscribed gets what was queued for it.
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\nmax_inflight_messages 1000\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {store}/\n"
+            "max_queued_messages 200000\nmax_inflight_messages 1000\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -101,17 +101,31 @@ class ControlCenter:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ControlCenter]:
+        """Subscribed (persistent session, QoS 1) and reconnecting, like a real consumer."""
+        self.connected = asyncio.Event()
+        task = asyncio.create_task(self._session_loop())
+        try:
+            await asyncio.wait_for(self.connected.wait(), 10)
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _session_loop(self) -> None:
         host, port = self.url.removeprefix("mqtt://").split(":")
-        async with aiomqtt.Client(host, int(port), identifier="control-center") as client:
-            self.client = client
-            await client.subscribe(f"{self.prefix}/#", qos=1)
-            task = asyncio.create_task(self._collect(client))
+        while True:
             try:
-                yield self
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                async with aiomqtt.Client(
+                    host, int(port), identifier="control-center", clean_session=False
+                ) as client:
+                    self.client = client
+                    await client.subscribe(f"{self.prefix}/#", qos=1)
+                    self.connected.set()
+                    await self._collect(client)
+            except aiomqtt.MqttError:
+                self.connected.clear()
+                await asyncio.sleep(0.1)
 
     async def _collect(self, client: aiomqtt.Client) -> None:
         async for m in client.messages:
