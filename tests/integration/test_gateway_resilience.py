@@ -105,7 +105,7 @@ async def test_bad_mqtt_commands_get_an_error_and_the_service_goes_on(
         for topic, payload, _ in bad:
             await cc.publish(topic, payload)
         for topic, _, expected in bad:
-            _, body, _ = await cc.wait_for(
+            _, _body, _ = await cc.wait_for(
                 lambda t, b, tp=topic, ex=expected: (
                     t.endswith("/gateway/gw-test/error")
                     and b["topic"].endswith(tp)
@@ -156,7 +156,7 @@ async def test_offline_and_back_online_with_a_fake_clock(tmp_path: Path, broker:
         gw.core.check_supervision()
         _, body, _ = await cc.wait_for(lambda t, b: t.endswith("/event/offline"))
         assert body["device_id"] == f"{near.device_id:08x}"
-        _, state, retained = await cc.wait_for(
+        _, _state, _retained = await cc.wait_for(
             lambda t, b: t.endswith(f"{near.device_id:08x}/state") and not b["online"]
         )
         assert not cc.topics(f"{bell.device_id:08x}/event/offline")
