@@ -33,6 +33,21 @@ REPLY_GATHER_S = 0.05  # wait for copies from other receivers before choosing on
 FLUSH_DELAY_S = 0.01  # heartbeats and other non-alarm events commit in batches
 FLUSH_MAX = 2000
 RECENT_MAX = 20_000
+STATE_COLUMNS = (
+    "up_counter",
+    "down_counter",
+    "last_seen",
+    "online",
+    "battery_mv",
+    "temperature",
+    "faults",
+    "fw_version",
+    "rssi",
+    "snr",
+    "receiver",
+    "level",
+    "energy_wh",
+)
 ACK_STATE = {
     "raised": fr.AlarmState.DELIVERED,
     "delivered": fr.AlarmState.DELIVERED,
@@ -111,6 +126,8 @@ class Core:
         self._replies: dict[tuple[int, int], _Reply] = {}
         self._commands: dict[int, deque[tuple[int, fr.Payload]]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._static_json: dict[int, str] = {}
+        self._dirty: set[int] = set()  # devices whose state is written at the next commit
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         journal.on_commit = self.outbox_ready.set
@@ -121,6 +138,7 @@ class Core:
     def reload(self) -> None:
         """(Re)read devices, keys and state; call after the registry changed."""
         self._devices = {d.device_id: d for d in self.registry.devices()}
+        self._static_json = {}
         self._keys = {d.device_id: fr.MicKey(d.key) for d in self._devices.values()}
         states = self.journal.device_states()
         for device_id in self._devices:
@@ -184,15 +202,7 @@ class Core:
         self.metrics.inc("accepted")
         state["up_counter"] = frame.counter
         self._seen(device, state, rx)
-        self.journal.stage_state(
-            device_id,
-            up_counter=frame.counter,
-            last_seen=rx.at,
-            online=1,
-            rssi=rx.rssi,
-            snr=rx.snr,
-            receiver=rx.receiver,
-        )
+        self._dirty.add(device_id)
         recent = _Recent(data, rx.at, [rx])
         self._recent[recent_key] = recent
         if len(self._recent) > RECENT_MAX:
@@ -246,7 +256,7 @@ class Core:
         state["snr"] = rx.snr
         if not state.get("online", 1):
             state["online"] = 1
-            self.journal.stage_state(device.device_id, online=1)
+            self._dirty.add(device.device_id)
             self._publish_presence(device, state, "online")
 
     # --- per type ---------------------------------------------------------------------
@@ -338,7 +348,7 @@ class Core:
             "fw_version": p.fw_version,
         }
         state.update(values)
-        self.journal.stage_state(device.device_id, **values)
+        self._dirty.add(device.device_id)
         self._publish_event(frame, device, rx, "heartbeat", Priority.EVENT)
         if before != (p.faults, p.fw_version, _band(p.battery_mv or None)):
             self._publish_state(device)
@@ -351,7 +361,7 @@ class Core:
         bit = 1 << (p.code - 1) if p.code <= 8 else 0
         faults = (state.get("faults") or 0) | bit if p.active else (state.get("faults") or 0) & ~bit
         state["faults"] = faults
-        self.journal.stage_state(device.device_id, faults=faults)
+        self._dirty.add(device.device_id)
         self._publish_event(
             frame,
             device,
@@ -372,7 +382,7 @@ class Core:
         state = self._state[device.device_id]
         changed = state.get("level") != p.level
         state.update(level=p.level, energy_wh=p.energy_wh)
-        self.journal.stage_state(device.device_id, level=p.level, energy_wh=p.energy_wh)
+        self._dirty.add(device.device_id)
         self._publish_event(frame, device, rx, "light_status", Priority.EVENT)
         if changed:
             self._publish_state(device)
@@ -423,17 +433,18 @@ class Core:
         fields = frame.payload.to_fields()
         if extra:
             fields.update(extra)
-        body = msg.dumps(
-            msg.event_payload(
-                event_id=frame.event_id,
-                device=device,
-                etype=etype,
-                counter=frame.counter,
-                received_at=rx.at,
-                fields=fields,
-                receptions=[_reception(rx)],
-                gateway_id=self.settings.gateway_id,
-            )
+        static = self._static_json.get(device.device_id)
+        if static is None:
+            static = msg.device_static_json(device, self.settings.gateway_id)
+            self._static_json[device.device_id] = static
+        body = msg.event_json(
+            static,
+            event_id=frame.event_id,
+            etype=etype,
+            counter=frame.counter,
+            received_at=rx.at,
+            fields=fields,
+            receptions=[_reception(rx)],
         )
         self.journal.stage_event(
             frame.event_id, device.device_id, etype, frame.counter, rx.at, body
@@ -522,7 +533,7 @@ class Core:
         state = self._state[device.device_id]
         counter = int(state.get("down_counter") or 0) + 1
         state["down_counter"] = counter
-        self.journal.stage_state(device.device_id, down_counter=counter)
+        self._dirty.add(device.device_id)
         flags = fr.Flags.MORE if more else fr.Flags.NONE
         return fr.encode(
             fr.Frame(device.device_id, counter, payload, flags), self._keys[device.device_id]
@@ -624,7 +635,7 @@ class Core:
             since = state.get("last_seen") or device.created_at
             if now - since > sup.heartbeat_grace * interval:
                 state["online"] = 0
-                self.journal.stage_state(device_id, online=0)
+                self._dirty.add(device_id)
                 self._publish_presence(device, state, "offline")
         for alarm in self.journal.open_alarms():
             if now - alarm.received_at > self.settings.rules.alarm_timeout_s:
@@ -634,9 +645,15 @@ class Core:
     # --- journal --------------------------------------------------------------------------
 
     def commit(self) -> None:
+        """Write the device states that changed and commit everything staged, at once."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self._dirty:
+            for device_id in self._dirty:
+                st = self._state[device_id]
+                self.journal.stage_state(device_id, **{k: st.get(k) for k in STATE_COLUMNS})
+            self._dirty.clear()
         self.journal.commit()
 
     def flush_soon(self) -> None:

@@ -150,11 +150,16 @@ class Journal:
         if not self._staged:
             return
         staged, self._staged = self._staged, []
+        # Same statements run together (executemany); statements never depend on each
+        # other within a batch, and each statement's rows keep their order.
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in staged:
+            groups.setdefault(sql, []).append(params)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in staged:
-                conn.execute(sql, params)
+            for sql, rows in groups.items():
+                conn.executemany(sql, rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -20,7 +20,7 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def dumps(data: dict[str, Any]) -> str:
+def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -80,29 +80,33 @@ def alarm_payload(alarm: AlarmRecord, device: Device | None, gateway_id: str) ->
     }
 
 
-def event_payload(
+def device_static_json(device: Device, gateway_id: str) -> str:
+    """The parts of a device event that never change, as JSON members (computed once)."""
+    static = {
+        "device_id": device.hex_id,
+        "kind": device.kind,
+        "place": device.place.as_dict(),
+        "gateway_id": gateway_id,
+    }
+    return dumps(static)[1:-1]
+
+
+def event_json(
+    static: str,
     *,
     event_id: str,
-    device: Device,
     etype: str,
     counter: int,
     received_at: float,
     fields: dict[str, Any],
     receptions: list[dict[str, Any]],
-    gateway_id: str,
-) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "device_id": device.hex_id,
-        "kind": device.kind,
-        "type": etype,
-        "counter": counter,
-        "received_at": iso(received_at),
-        "fields": fields,
-        "place": device.place.as_dict(),
-        "receptions": receptions,
-        "gateway_id": gateway_id,
-    }
+) -> str:
+    """A device event (schemas/device-event.json); ``static`` from `device_static_json`."""
+    return (
+        f'{{"event_id":"{event_id}","type":"{etype}","counter":{counter},'
+        f'"received_at":"{iso(received_at)}","fields":{dumps(fields)},'
+        f'"receptions":{dumps(receptions)},{static}}}'
+    )
 
 
 def state_payload(device: Device, state: dict[str, Any], gateway_id: str) -> dict[str, Any]:

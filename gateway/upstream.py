@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -20,6 +22,7 @@ import aiomqtt
 from gateway import commands
 from gateway import messages as msg
 from gateway.core import Core
+from gateway.journal import OutboxRow
 
 log = logging.getLogger("anshim.gateway.mqtt")
 
@@ -37,6 +40,8 @@ class Upstream:
         self.published = 0
         self.reconnects = 0
         self.started_at = time.time()
+        # Called with each outbox row when the broker's PUBACK arrived (benchmarks, demo).
+        self.on_puback: Callable[[OutboxRow], None] | None = None
 
     def _client(self) -> aiomqtt.Client:
         m = self.settings.mqtt
@@ -54,7 +59,7 @@ class Upstream:
             qos=1,
             retain=True,
         )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             m.host,
             m.port,
             username=m.username,
@@ -66,7 +71,12 @@ class Upstream:
             clean_session=False,
             max_inflight_messages=m.max_inflight,
             timeout=10,
+            # Small QoS 1 messages: don't let Nagle hold a publish back waiting for an ACK.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # aiomqtt warns above 10 calls in flight; the drain keeps up to max_inflight on purpose.
+        client.pending_calls_threshold = m.max_inflight + 10
+        return client
 
     async def run(self) -> None:
         backoff = BACKOFF_MIN_S
@@ -98,26 +108,59 @@ class Upstream:
             tg.create_task(self._status_loop(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        """Keep up to max_inflight publishes in flight, in outbox order; delete on PUBACK."""
         journal = self.core.journal
         ready = self.core.outbox_ready
-        limit = self.settings.mqtt.max_inflight
-        while True:
-            rows = journal.outbox(limit)
-            if not rows:
-                ready.clear()
-                if journal.outbox_size() == 0:
+        window = self.settings.mqtt.max_inflight
+        in_flight: set[int] = set()
+        acked: list[int] = []
+        slots = asyncio.Semaphore(window)
+        failed: list[BaseException] = []
+
+        async def publish(row: OutboxRow) -> None:
+            try:
+                await self._publish(client, row)
+            except BaseException as exc:
+                failed.append(exc)
+            else:
+                acked.append(row.seq)
+            finally:
+                in_flight.discard(row.seq)
+                slots.release()
+                ready.set()
+
+        async with asyncio.TaskGroup() as tg:
+            while not failed:
+                if acked:
+                    done, acked[:] = list(acked), []
+                    journal.delete_outbox(done)
+                    self.published += len(done)
+                rows = [
+                    r for r in journal.outbox(window + len(in_flight)) if r.seq not in in_flight
+                ]
+                if not rows:
+                    ready.clear()
                     await ready.wait()
-                continue
-            results = await asyncio.gather(
-                *(client.publish(r.topic, r.payload, qos=1, retain=r.retain) for r in rows),
-                return_exceptions=True,
-            )
-            done = [r.seq for r, res in zip(rows, results, strict=True) if res is None]
-            journal.delete_outbox(done)
-            self.published += len(done)
-            for res in results:
-                if isinstance(res, BaseException):
-                    raise res
+                    continue
+                for row in rows:
+                    await slots.acquire()
+                    if failed:
+                        slots.release()
+                        break
+                    in_flight.add(row.seq)
+                    tg.create_task(publish(row))
+                ready.clear()
+                if in_flight and len(in_flight) >= window:
+                    await ready.wait()
+        if acked:
+            journal.delete_outbox(acked)
+            self.published += len(acked)
+        raise failed[0]
+
+    async def _publish(self, client: aiomqtt.Client, row: OutboxRow) -> None:
+        await client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+        if self.on_puback is not None:
+            self.on_puback(row)
 
     async def _commands(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

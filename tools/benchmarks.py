@@ -118,8 +118,41 @@ def bench_decode(engine: str, *, runs: int = 5, seconds: float = 0.4) -> Result:
     )
 
 
+def bench_gateway(runs: int) -> list[Result]:
+    """End-to-end frames/s and alarm latency with a real mosquitto (tools.gateway_bench)."""
+    from tools import gateway_bench
+
+    tp = gateway_bench.bench_throughput(runs=min(runs, 3), profile=True)
+    lat = gateway_bench.bench_latency(runs=min(runs, 3))
+    return [
+        Result(
+            "gateway.end_to_end",
+            "frames/s (sim → journal → QoS 1 PUBACK)",
+            tp["median"],
+            tp["runs"],
+            goal=">= 10000",
+            details={"frames": tp["frames"], "profile": tp["profile"]},
+        ),
+        Result(
+            "gateway.alarm_latency_p50",
+            "ms RX → PUBACK, 1,000 heartbeats/s background",
+            lat["p50_ms"],
+            lat["p50_runs"],
+            details={"alarms": lat["alarms"]},
+        ),
+        Result(
+            "gateway.alarm_latency_p99",
+            "ms RX → PUBACK, 1,000 heartbeats/s background",
+            lat["p99_ms"],
+            lat["p99_runs"],
+            goal="<= 10",
+        ),
+    ]
+
+
 ENTRIES: dict[str, Callable[..., list[Result]]] = {
     "codec": lambda runs: [bench_decode(e, runs=runs) for e in fr.ENGINES],
+    "gateway": bench_gateway,
 }
 
 

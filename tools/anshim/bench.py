@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("entries", nargs="*", metavar="ENTRY", help="entries to run (default all)")
     bench.add_argument("--runs", type=int, default=5, help="runs per entry; the median is shown")
     bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.add_argument("--profile", action="store_true", help="print the profiles taken")
     bench.set_defaults(handler=bench_command)
 
 
@@ -40,8 +41,15 @@ def bench_command(args: argparse.Namespace) -> int:
         f"anshim bench — {m['cpu']}, {m['cores']} cores, {m['implementation']} {m['python']}, "
         f"median of {report['runs']} runs"
     )
+    profiles = []
     for r in report["results"]:
         goal = f"   goal {r['goal']}" if r["goal"] else ""
         extra = f"  ({r['engine']})" if "engine" in r else ""
-        print(f"  {r['name']:<36} {r['median']:>14,.0f} {r['unit']}{goal}{extra}")
+        value = f"{r['median']:>14,.0f}" if r["median"] >= 100 else f"{r['median']:>14,.2f}"
+        print(f"  {r['name']:<36} {value} {r['unit']}{goal}{extra}")
+        if r.get("profile"):
+            profiles.append((r["name"], r["profile"]))
+    if args.profile:
+        for name, text in profiles:
+            print(f"\nwhere the time goes: {name}\n{text}")
     return 0
