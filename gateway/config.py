@@ -14,7 +14,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_DATA_DIR = Path("/var/lib/anshim")
+SYSTEM_DATA_DIR = Path("/var/lib/anshim")
+
+
+def default_data_dir() -> Path:
+    """/var/lib/anshim where the service may write it (root, or the systemd StateDirectory);
+    otherwise the user's own data folder, so `anshim gateway run` works for anyone."""
+    if os.access(SYSTEM_DATA_DIR, os.W_OK) or (
+        not SYSTEM_DATA_DIR.exists() and os.access(SYSTEM_DATA_DIR.parent, os.W_OK)
+    ):
+        return SYSTEM_DATA_DIR
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "anshim"
+
+
+DEFAULT_DATA_DIR = default_data_dir()
 
 
 class ConfigError(ValueError):

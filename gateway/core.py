@@ -512,6 +512,7 @@ class Core:
             return
         best = max(candidates, key=lambda c: c.rssi if c.rssi is not None else -999)
         payload: fr.Payload
+        self.commit()  # staged updates (a later copy's reception) first, then read
         alarm = self.journal.alarm(reply.alarm_event) if reply.alarm_event else None
         if alarm is not None:
             payload = fr.Ack(reply.counter, ACK_STATE[alarm.state])

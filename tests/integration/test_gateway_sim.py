@@ -93,3 +93,34 @@ async def test_operator_ack_reaches_bell_and_nearby_lights_strobe(
         await gw.core.drain_tasks()
         last = bell.decode_downlink(sim.sent[-1][0])
         assert last.payload == fr.Ack(bell.up, fr.AlarmState.RESOLVED)
+
+
+async def test_copies_from_two_receivers_make_one_event_and_the_ack_uses_the_best(
+    tmp_path: Path, broker: Broker
+) -> None:
+    s = settings(tmp_path, mqtt_url=broker.url)
+    bell = register_fleet(s)["bell"]
+    near_gw, far_gw = SimTransport("bridge-north"), SimTransport("bridge-south")
+    async with (
+        ControlCenter(broker.url).running() as cc,
+        running_gateway(s, [near_gw, far_gw]) as gw,
+    ):
+        data = bell.frame(fr.Alarm(0, 1, 3600, 0), flags=fr.Flags.RX_OPEN)
+        far_gw.inject(data, rssi=-118, snr=-12.0)  # heard first, weakly
+        near_gw.inject(data, rssi=-87, snr=8.5)  # the same transmission, stronger
+        event_id = fr.event_id(bell.device_id, bell.up)
+        await cc.wait_for(lambda t, b: t.endswith(event_id) and b["state"] == "delivered")
+        assert gw.core is not None
+        await gw.core.drain_tasks()
+        # One alarm, published at once from the first copy; the ACK through the best receiver.
+        assert gw.core.metrics.counts["alarms"] == 1
+        assert gw.core.metrics.counts["duplicate_copies"] == 1
+        raised = [b for t, b in cc.topics(event_id) if b["state"] == "raised"]
+        assert raised[0]["receptions"] == [{"receiver": "bridge-south", "rssi": -118, "snr": -12.0}]
+        acks_far = [d for d, _ in far_gw.sent if d[2:6] == data[2:6]]
+        acks_near = [d for d, _ in near_gw.sent if d[2:6] == data[2:6]]
+        assert acks_far == [] and len(acks_near) == 1
+        # The journal keeps both receptions for the record.
+        alarm = gw.core.journal.alarm(event_id)
+        assert alarm is not None
+        assert [r["receiver"] for r in alarm.receptions] == ["bridge-south", "bridge-north"]
