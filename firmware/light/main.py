@@ -124,7 +124,8 @@ class Hardware:
     """The light's outputs and sensors, from the board file."""
 
     def __init__(self, board):
-        p = board["pins"]
+        p = dict(board["pins"])
+        p.update(board["role_pins"]["light"])
         dim = board["light"]["dimming"]
         self._invert = dim["inverted"]
         self.pwm = PWM(Pin(p["pwm_out"]), freq=dim["freq_hz"], duty_u16=self._duty(0))
