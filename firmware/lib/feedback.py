@@ -33,9 +33,10 @@ except ImportError:
     TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from typing import Callable, Tuple
+    from typing import Any, Callable, Tuple
 
     Step = Tuple[int, int, int]
+    Ticks = Any  # a ticks_ms() value: only ticks_add/ticks_diff may do arithmetic
 
 IDLE = const(0)
 PROVISIONING = const(1)
@@ -161,7 +162,7 @@ RESOLVED_MS = const(1800)  # length of the RESOLVED pattern
 class Feedback:
     """The pattern shown now and since when, on an injected ``ticks_ms``-style clock."""
 
-    def __init__(self, clock: "Callable[[], int]") -> None:
+    def __init__(self, clock: "Callable[[], Ticks]") -> None:
         self._clock = clock
         self.pattern = IDLE
         self._since = clock()
