@@ -124,8 +124,9 @@ class Hardware:
     """The light's outputs and sensors, from the board file."""
 
     def __init__(self, board):
+        # The deploy step may already have merged the light's role pins into "pins".
         p = dict(board["pins"])
-        p.update(board["role_pins"]["light"])
+        p.update(board.get("role_pins", {}).get("light", {}))
         dim = board["light"]["dimming"]
         self._invert = dim["inverted"]
         self.pwm = PWM(Pin(p["pwm_out"]), freq=dim["freq_hz"], duty_u16=self._duty(0))
