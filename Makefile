@@ -42,7 +42,7 @@ mosquitto:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check protocol tools gateway tests
+	$(VENV)/bin/ruff format --check protocol tools gateway tests firmware
 
 typecheck: $(STAMP) typings/.installed
 	$(VENV)/bin/mypy
