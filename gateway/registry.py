@@ -20,7 +20,7 @@ KINDS = ("bell", "light", "bridge")
 # South Korea's extent, with its islands (Dokdo 131.87 E, Marado 33.11 N).
 KOREA_BOUNDS = (33.0, 38.7, 124.5, 132.0)
 # 국가지점번호: two Hangul grid letters, then 4 + 4 digits (e.g. "다사 5678 1234").
-_NPN = re.compile(r"^[가-힣]{2} ?\d{4} ?\d{4}$")
+_NPN = re.compile(r"^[가-힣]{2} ?[0-9]{4} ?[0-9]{4}$")  # ASCII digits only
 _NPN_LETTERS = "가나다라마바사아자차카타파하"
 
 
@@ -153,6 +153,31 @@ class Registry:
             sql += " WHERE " + " AND ".join(where)
         return [_device(r, self.conn) for r in self.conn.execute(sql + " ORDER BY device_id", args)]
 
+    def previous_keys(self, device_id: int) -> list[bytes]:
+        """Keys `rekey` replaced, newest first: a device not yet re-provisioned holds one."""
+        try:
+            rows = self.conn.execute(
+                "SELECT key FROM replaced_keys WHERE device_id = ? ORDER BY replaced_at DESC",
+                (device_id,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # no rekey ever happened in this database
+            return []
+        return [bytes(r[0]) for r in rows]
+
+    def state(self, device_id: int) -> dict[str, Any] | None:
+        """The gateway's view of the device (last seen, signal, battery, online), or None."""
+        cur = self.conn.execute("SELECT * FROM device_state WHERE device_id = ?", (device_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cur.description], row, strict=True))
+
+    def offline_ids(self) -> set[int]:
+        """Devices the gateway has marked offline (no frame within their heartbeat grace)."""
+        return {
+            r[0] for r in self.conn.execute("SELECT device_id FROM device_state WHERE online = 0")
+        }
+
     def active_keys(self) -> Iterator[tuple[int, bytes]]:
         yield from self.conn.execute("SELECT device_id, key FROM devices WHERE retired_at IS NULL")
 
@@ -190,14 +215,27 @@ class Registry:
             self._insert(device)
         return device
 
-    def add_many(self, rows: Iterable[dict[str, Any]], *, anywhere: bool = False) -> int:
-        """Insert many devices in one transaction: all or nothing."""
-        count = 0
+    def add_many(
+        self,
+        rows: Iterable[dict[str, Any]],
+        *,
+        anywhere: bool = False,
+        added: list[Device] | None = None,
+    ) -> int:
+        """Insert many devices in one transaction: all or nothing.
+
+        ``added``, if given, receives the new devices (with their assigned ids) once the
+        transaction has committed.
+        """
+        new: list[Device] = []
         with _transaction(self.conn):
             for row in rows:
-                self._insert(self._new_device(anywhere=anywhere, **row))
-                count += 1
-        return count
+                device = self._new_device(anywhere=anywhere, **row)
+                self._insert(device)
+                new.append(device)
+        if added is not None:
+            added.extend(new)
+        return len(new)
 
     def retire(self, device_id: int) -> Device:
         self.require(device_id)
@@ -209,9 +247,21 @@ class Registry:
         return self.require(device_id)
 
     def rekey(self, device_id: int) -> Device:
-        """A fresh key; the counters start again from zero (the device is re-provisioned)."""
-        self.require(device_id)
+        """A fresh key; the counters start again from zero (the device is re-provisioned).
+
+        The replaced key is kept (`previous_keys`): re-provisioning the device needs proof
+        of the key it still holds (firmware/PROVISIONING.md).
+        """
+        old = self.require(device_id)
         with _transaction(self.conn):
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS replaced_keys (device_id INTEGER NOT NULL,"
+                " key BLOB NOT NULL, replaced_at REAL NOT NULL)"
+            )
+            self.conn.execute(
+                "INSERT INTO replaced_keys (device_id, key, replaced_at) VALUES (?, ?, ?)",
+                (device_id, old.key, time.time()),
+            )
             self.conn.execute(
                 "UPDATE devices SET key = ? WHERE device_id = ?",
                 (secrets.token_bytes(16), device_id),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -158,7 +159,10 @@ class Upstream:
         raise failed[0]
 
     async def _publish(self, client: aiomqtt.Client, row: OutboxRow) -> None:
-        await client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+        # No per-publish timer: a lost connection ends the whole session (the commands
+        # task fails, the TaskGroup cancels every publish still waiting for its PUBACK, the
+        # rows stay in the outbox for the next session).
+        await client.publish(row.topic, row.payload, qos=1, retain=row.retain, timeout=math.inf)
         if self.on_puback is not None:
             self.on_puback(row)
 
