@@ -187,7 +187,7 @@ async def _latency(
 
 
 def bench_latency(
-    *, runs: int = 3, seconds: float = 4.0, background_fps: int = 1000
+    *, runs: int = 3, seconds: float = 8.0, background_fps: int = 1000
 ) -> dict[str, Any]:
     p50s, p99s, counts = [], [], []
     with tempfile.TemporaryDirectory() as tmp_dir, Broker(Path(tmp_dir)) as broker:
