@@ -265,23 +265,78 @@ class Core:
         payload = frame.payload
         assert isinstance(payload, fr.Alarm)
         toa = time_on_air(payload_len=len(recent.data), sf=rx.sf or 9, bw_khz=rx.bw_khz or 125)
+        recent.event_id = frame.event_id
+        self._raise(
+            frame,
+            device,
+            rx,
+            counter=frame.counter,
+            press_count=payload.press_count,
+            battery_mv=payload.battery_mv,
+            alarm_flags=payload.alarm_flags,
+            pressed_at=rx.at - toa.time_on_air_us / 1e6,
+        )
+        return True
+
+    def _alarm_update(
+        self, frame: fr.Frame, device: Device, rx: Reception, recent: _Recent
+    ) -> bool:
+        payload = frame.payload
+        assert isinstance(payload, fr.AlarmUpdate)
+        event_id = fr.event_id(device.device_id, payload.alarm_counter)
+        recent.event_id = event_id
+        alarm = self.journal.alarm(event_id)
+        if alarm is None:
+            # We never heard the ALARM itself (another gateway did, or it was lost):
+            # the update carries enough to raise it under the same event id.
+            self._raise(
+                frame,
+                device,
+                rx,
+                counter=payload.alarm_counter,
+                press_count=payload.press_count,
+                battery_mv=payload.battery_mv,
+                alarm_flags=0,
+                pressed_at=rx.at,
+            )
+            return True
+        changed = (payload.press_count, payload.battery_mv) != (alarm.press_count, alarm.battery_mv)
+        if changed:
+            alarm.press_count = max(alarm.press_count, payload.press_count)
+            alarm.battery_mv = payload.battery_mv or alarm.battery_mv
+            alarm.updated_at = rx.at
+            self._save_alarm(alarm, device)
+        return changed
+
+    def _raise(
+        self,
+        frame: fr.Frame,
+        device: Device,
+        rx: Reception,
+        *,
+        counter: int,
+        press_count: int,
+        battery_mv: int,
+        alarm_flags: int,
+        pressed_at: float,
+    ) -> None:
+        """A new alarm: journaled and published as "raised"; nearby lights strobe."""
         now = rx.at
         alarm = AlarmRecord(
-            event_id=frame.event_id,
+            event_id=fr.event_id(device.device_id, counter),
             device_id=device.device_id,
-            counter=frame.counter,
+            counter=counter,
             state="raised",
-            pressed_at=now - toa.time_on_air_us / 1e6,
+            pressed_at=pressed_at,
             received_at=now,
             updated_at=now,
-            press_count=payload.press_count,
-            battery_mv=payload.battery_mv or None,
-            alarm_flags=payload.alarm_flags,
+            press_count=press_count,
+            battery_mv=battery_mv or None,
+            alarm_flags=alarm_flags,
             test=bool(frame.flags & fr.Flags.TEST),
             receptions=[_reception(rx)],
             history=[{"state": "raised", "at": msg.iso(now)}],
         )
-        recent.event_id = alarm.event_id
         self.metrics.inc("alarms")
         self._save_alarm(alarm, device)
         if not alarm.test:
@@ -294,47 +349,6 @@ class Core:
             rx.receiver,
             rx.rssi,
         )
-        return True
-
-    def _alarm_update(
-        self, frame: fr.Frame, device: Device, rx: Reception, recent: _Recent
-    ) -> bool:
-        payload = frame.payload
-        assert isinstance(payload, fr.AlarmUpdate)
-        event_id = fr.event_id(device.device_id, payload.alarm_counter)
-        recent.event_id = event_id
-        alarm = self.journal.alarm(event_id)
-        now = rx.at
-        if alarm is None:
-            # We never heard the ALARM itself (another gateway did, or it was lost):
-            # the update carries enough to raise it under the same event id.
-            alarm = AlarmRecord(
-                event_id=event_id,
-                device_id=device.device_id,
-                counter=payload.alarm_counter,
-                state="raised",
-                pressed_at=now,
-                received_at=now,
-                updated_at=now,
-                press_count=payload.press_count,
-                battery_mv=payload.battery_mv or None,
-                alarm_flags=0,
-                test=bool(frame.flags & fr.Flags.TEST),
-                receptions=[_reception(rx)],
-                history=[{"state": "raised", "at": msg.iso(now)}],
-            )
-            self.metrics.inc("alarms")
-            self._save_alarm(alarm, device)
-            if not alarm.test:
-                self._strobe_nearby(device)
-            return True
-        changed = (payload.press_count, payload.battery_mv) != (alarm.press_count, alarm.battery_mv)
-        if changed:
-            alarm.press_count = max(alarm.press_count, payload.press_count)
-            alarm.battery_mv = payload.battery_mv or alarm.battery_mv
-            alarm.updated_at = now
-            self._save_alarm(alarm, device)
-        return changed
 
     def _heartbeat(self, frame: fr.Frame, device: Device, rx: Reception, recent: _Recent) -> bool:
         p = frame.payload
