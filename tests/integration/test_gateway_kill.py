@@ -84,6 +84,16 @@ async def test_every_acked_alarm_is_published_after_sigkill_and_restart(
             published = {b["event_id"] for t, b in cc.topics("/alarm/")}
             sent = {fr.event_id(b.device_id, b.up) for b in bells if b.up}
             assert acked <= published <= sent  # nothing under another id
+            # A gateway that dies is reported by the broker: its last will says "offline".
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            await cc.wait_for(
+                lambda t, b: (
+                    t.endswith("/gateway/gw-kill/status")
+                    and b == {"gateway_id": "gw-kill", "state": "offline"}
+                ),
+                90,
+            )
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -50,6 +50,13 @@ async def test_broker_outage_under_load_loses_nothing_and_sends_alarms_first(
         await asyncio.sleep(0.3)
         assert gw.core is not None and gw.core.journal.outbox_size() > 400
         assert len([d for d, _ in sim.sent if d[2:6] == bell.device_id.to_bytes(4, "big")]) == 3
+        # The strobe rule needs no upstream: the light 60 m away was told to strobe.
+        strobes = [
+            near.decode_downlink(d)
+            for d, _ in sim.sent
+            if d[2:6] == near.device_id.to_bytes(4, "big")
+        ]
+        assert [f.payload for f in strobes] == [fr.Strobe(120)] * 3
         first_after = len(cc.messages)
         broker.start()
         await cc.wait_for(
