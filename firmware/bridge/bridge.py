@@ -28,7 +28,7 @@ The microsecond clock: ``clock_us`` is ``time.ticks_us`` (on the device it wraps
 every 71.6 minutes) and must therefore be ticked at least every few minutes.
 """
 
-from compat import const, ticks_diff
+from compat import const, ticks_add, ticks_diff
 from errors import ProtocolError
 from link import FAIL_INVALID, FAIL_QUEUE_FULL, FAIL_TOO_LATE, TX_AT_TMST, Framer, Writer
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
+    Ticks = Any  # a value on a ticks-like wrapping clock: ticks_add/ticks_diff only
 
 FW_VERSION = const(0x10)  # 1.0
 
@@ -50,6 +51,7 @@ MAX_AHEAD_US = const(30_000_000)  # a tmst further ahead than this is invalid
 QUEUE_MAX = const(8)  # TX requests waiting
 _U32 = 0xFFFFFFFF
 _HALF = 0x80000000
+_LO_PERIOD = const(0x40000000)  # 2**30: the low part of tmst
 
 # KR920 (protocol/kr920.py, LoRaMac-node RegionKR920): 920.9-923.3 MHz, 200 kHz raster.
 BAND_LOW_KHZ = const(920_900)
@@ -106,6 +108,7 @@ class TxJob:
         self.bw_khz = bw_khz
         self.power_dbm = power_dbm
         self.frame = frame
+        self.due: "Ticks" = 0  # when to start, on the bridge clock's low 30 bits (set when queued)
 
     def airtime_us(self, cr, preamble):
         return time_on_air_us(len(self.frame), self.sf, self.bw_khz, cr, preamble)
@@ -136,7 +139,11 @@ class Bridge:
         self.busy = False  # a job is on the radio (from next_tx to transmit_done/failed)
         # The u32 microsecond clock, extended from clock_us.
         self._last_us = clock_us()
-        self._tmst = 0
+        # tmst as two small ints, so keeping the clock allocates nothing: the low 30
+        # bits and the number of 2**30 wraps (mod 4). The u32 is built only for a
+        # message or a TX decision (a long int on the device: 2**32 > small int).
+        self._lo: "Ticks" = 0
+        self._wraps = 0
         self._uptime_us = 0
         self._uptime_s = 0
         self._next_status_s = status_s
@@ -150,18 +157,27 @@ class Bridge:
 
     # -- time ---------------------------------------------------------------------------
 
-    def now(self) -> int:
-        """The bridge's u32 microsecond clock (tmst) now."""
+    def _advance(self) -> None:
         us = self._clock()
         el = ticks_diff(us, self._last_us)
-        if el > 0:
-            self._last_us = us
-            self._tmst = (self._tmst + el) & _U32
-            self._uptime_us += el
-            if self._uptime_us >= 1_000_000:
-                self._uptime_s += self._uptime_us // 1_000_000
-                self._uptime_us %= 1_000_000
-        return self._tmst
+        if el <= 0:
+            return
+        self._last_us = us
+        lo = self._lo + el
+        while lo >= _LO_PERIOD:
+            lo -= _LO_PERIOD
+            self._wraps = (self._wraps + 1) & 3
+        self._lo = lo
+        up = self._uptime_us + el
+        if up >= 1_000_000:
+            self._uptime_s += up // 1_000_000
+            up %= 1_000_000
+        self._uptime_us = up
+
+    def now(self) -> int:
+        """The bridge's u32 microsecond clock (tmst) now."""
+        self._advance()
+        return (self._wraps << 30) | self._lo
 
     @staticmethod
     def until(tmst: int, now: int) -> int:
@@ -175,7 +191,7 @@ class Bridge:
 
     def tick(self) -> None:
         """Periodic work: keep the clock extended, send STATUS when due, expire jobs."""
-        now = self.now()
+        self._advance()
         if self._uptime_s >= self._next_status_s:
             self._next_status_s = self._uptime_s + self.status_s
             self.send_status()
@@ -193,8 +209,8 @@ class Bridge:
                     ),
                 )
                 self._link_errors_reported = errors
-        if not self.busy:
-            self._expire(now)
+        if self._queue and not self.busy:
+            self._expire()
 
     def start(self) -> None:
         """At boot: tell the gateway who is there, and how it is."""
@@ -310,6 +326,7 @@ class Bridge:
         ):
             self._fail(seq, FAIL_INVALID)
             return
+        ahead = 0
         if mode == TX_AT_TMST:
             ahead = self.until(f["tmst"], self.now())
             if ahead < -LATE_US:
@@ -324,29 +341,34 @@ class Bridge:
         job = TxJob(
             seq, mode, f["tmst"], f["freq_khz"], f["sf"], f["bw_khz"], f["power_dbm"], frame
         )
-        # Immediate jobs first (in arrival order), then by time.
+        # When it is due, on the clock's small low part: every later decision about the
+        # job is then small-int arithmetic (ticks_diff), no long ints per loop.
+        job.due = ticks_add(self._lo, ahead)
         q = self._queue
         i = len(q)
-        if mode != TX_AT_TMST:
+        if mode != TX_AT_TMST:  # immediate jobs first, in arrival order
             i = 0
             while i < len(q) and q[i].mode != TX_AT_TMST:
                 i += 1
-        else:
-            now = self._tmst
+        else:  # then by time
+            lo = self._lo
             while i > 0 and q[i - 1].mode == TX_AT_TMST:
-                if self.until(q[i - 1].tmst, now) <= self.until(job.tmst, now):
+                if ticks_diff(q[i - 1].due, lo) <= ahead:
                     break
                 i -= 1
         q.insert(i, job)
 
-    def _expire(self, now: int) -> None:
+    def _left(self, job: TxJob) -> int:
+        """Microseconds until ``job`` is due (negative: late); 0 for an immediate job."""
+        if job.mode != TX_AT_TMST:
+            return 0
+        return ticks_diff(job.due, self._lo)
+
+    def _expire(self) -> None:
         q = self._queue
-        while q and q[0].mode == TX_AT_TMST and self.until(q[0].tmst, now) < -LATE_US:
-            self._fail(q.pop(0).seq, FAIL_TOO_LATE)
-        # an immediate job never expires; timed jobs after an immediate one are checked
         i = 0
-        while i < len(q):
-            if q[i].mode == TX_AT_TMST and self.until(q[i].tmst, now) < -LATE_US:
+        while i < len(q):  # an immediate job never expires
+            if self._left(q[i]) < -LATE_US:
                 self._fail(q.pop(i).seq, FAIL_TOO_LATE)
             else:
                 i += 1
@@ -355,10 +377,8 @@ class Bridge:
         """Microseconds until a queued job must start (LBT lead included); -1: none."""
         if not self._queue:
             return -1
-        job = self._queue[0]
-        if job.mode != TX_AT_TMST:
-            return 0
-        wait = self.until(job.tmst, self.now()) - LEAD_US
+        self._advance()
+        wait = self._left(self._queue[0]) - LEAD_US
         return wait if wait > 0 else 0
 
     @property
@@ -369,12 +389,12 @@ class Bridge:
         """The job to start now (LBT then send), or None. Marks the radio busy."""
         if self.busy or not self._queue:
             return None
-        now = self.now()
-        self._expire(now)
+        self._advance()
+        self._expire()
         if not self._queue:
             return None
         job = self._queue[0]
-        if job.mode == TX_AT_TMST and self.until(job.tmst, now) > LEAD_US:
+        if self._left(job) > LEAD_US:
             return None
         self._queue.pop(0)
         self.busy = True

@@ -43,9 +43,3 @@ def test_micropython_and_cpython_send_the_same_frames(
     host = run_in_cpython(scenario)
     assert night["frames"] == host["frames"]
     assert night["levels"] == host["levels"]
-
-
-def test_light_allocates_little_during_the_night(night: dict[str, Any]) -> None:
-    # gc.mem_alloc() seen during the run, garbage included: the whole interpreter state
-    # with the light's modules compiled from source.
-    assert 0 < night["peak_alloc"] < 4 << 20

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from protocol import frames as fr
+from tools import firmware_bench as fb
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_LIB = ROOT / "firmware" / "lib"
@@ -34,10 +35,10 @@ for _p in (FIRMWARE_LIB, LIGHT_DIR):
 import codec  # noqa: E402  (firmware/lib, as on the device)
 import light  # noqa: E402  (firmware/light/light.py)
 
-KEY = bytes(range(0x40, 0x50))
-DEVICE_ID = 0x4C000017
-KST = dt.timezone(dt.timedelta(hours=9))
-START = dt.datetime(2023, 12, 31, 12, 0, tzinfo=KST)
+KEY = fb.KEY_LIGHT
+DEVICE_ID = fb.DEVICE_ID_LIGHT
+KST = fb.KST
+START = fb.NIGHT_START
 SUNSET = 17 * 3600 + 23 * 60  # KASI, 2023-12-31
 SUNRISE = 7 * 3600 + 47 * 60  # KASI, 2024-01-01
 TOLERANCE_S = 120
@@ -49,210 +50,12 @@ LIGHT_FILES = [
     FIRMWARE_LIB / "astro.py",
     LIGHT_DIR / "light.py",
 ]
-
-# Runs in MicroPython and in CPython: only what both have. Reads the scenario from
-# SCENARIO (a JSON string) and prints one JSON line.
-DRIVER = r"""
-import gc
-import json
-from binascii import hexlify, unhexlify
-
-from codec import Codec
-from light import Light
-
-
-class Counters:
-    def __init__(self):
-        self.up = 0
-        self.down_last = None
-
-    def next_uplink(self):
-        c = self.up
-        self.up += 1
-        return c
-
-    def accept_downlink(self, n):
-        self.down_last = n
-
-
-class Settings:
-    def __init__(self, d):
-        self.d = d
-
-    def get(self, key, default):
-        return self.d.get(key, default)
-
-    def set(self, key, value):
-        self.d[key] = value
-
-
-def run(sc):
-    mask = (1 << 30) - 1
-    base = sc["ticks0"]
-    codec = Codec(sc["device_id"], unhexlify(sc["key"]))
-    settings = Settings(sc["settings"])
-    light = Light(codec, Counters(), settings, base)
-    events = sc["events"]
-    fine = sc["fine"]
-    full_ma = sc["settings"].get("lamp_ma", 350)
-    out = {"levels": [], "frames": [], "accepted": [], "online": [], "reboot": None}
-    broken = False
-    photo = sc["photo0"]
-    level = -1
-    online = light.online
-    ei = 0
-    t = 0
-    end = sc["end_ms"]
-    peak = 0
-    n = 0
-    while t <= end:
-        now = (base + t) & mask
-        while ei < len(events) and events[ei][0] <= t:
-            kind, arg = events[ei][1], events[ei][2]
-            if kind == "down":
-                ok = light.downlink(now, unhexlify(arg), -80, 20)
-                out["accepted"].append([t, ok])
-            elif kind == "motion":
-                light.motion(now)
-            elif kind == "lamp":
-                broken = arg == "broken"
-            elif kind == "photo":
-                photo = arg
-            ei += 1
-        lamp = 0 if broken else full_ma * light._out // 1000
-        light.tick(now, lamp, photo)
-        if light.level != level:
-            level = light.level
-            out["levels"].append([t, level])
-        if light.online != online:
-            online = light.online
-            out["online"].append([t, online])
-        if light.reboot_requested and out["reboot"] is None:
-            out["reboot"] = t
-        while True:
-            f = light.next_uplink()
-            if f is None:
-                break
-            out["frames"].append([t, hexlify(f).decode()])
-        n += 1
-        if n % 250 == 0 and hasattr(gc, "mem_alloc"):  # it walks the heap: not every step
-            a = gc.mem_alloc()
-            if a > peak:
-                peak = a
-        step = 5000
-        for w in fine:
-            if w[0] <= t < w[1]:
-                step = 100
-        t += step
-    out["rejected"] = light.rejected
-    out["replays"] = light.replays
-    out["config_errors"] = light.config_errors
-    out["energy_wh"] = light.energy_wh
-    out["settings"] = settings.d
-    out["peak_alloc"] = peak
-    return out
-
-
-print(json.dumps(run(json.loads(SCENARIO))))
-"""
-
-
-def at(hh: int, mm: int, ss: int = 0, *, day: int = 0) -> int:
-    """Milliseconds from START (12:00 KST on 2023-12-31) to hh:mm:ss, ``day`` days later."""
-    return ((day * 24 + hh) * 3600 + mm * 60 + ss - 12 * 3600) * 1000
-
-
-class Gateway:
-    """Builds downlinks for the light with the gateway's codec, counting up."""
-
-    def __init__(self, device_id: int = DEVICE_ID, key: bytes = KEY) -> None:
-        self.device_id = device_id
-        self.key = key
-        self.counter = 0
-        self.sent: dict[str, str] = {}
-
-    def frame(self, payload: Any, name: str | None = None, *, counter: int | None = None) -> str:
-        if counter is None:
-            self.counter += 1
-            counter = self.counter
-        data = fr.encode(fr.Frame(self.device_id, counter, payload), self.key).hex()
-        if name:
-            self.sent[name] = data
-        return data
-
-    def time(self, when: dt.datetime) -> str:
-        return self.frame(fr.Time(unix_time=int(when.timestamp()), utc_offset=36))
-
-
-def night_scenario() -> dict[str, Any]:
-    gw = Gateway()
-    plan: list[tuple[int, str, Any]] = []  # (ms, kind, argument), encoded in time order
-
-    def when(ms: int) -> dt.datetime:
-        return START + dt.timedelta(milliseconds=ms)
-
-    # The gateway answers now and then with its clock, as it does for a light's status,
-    # until it falls silent at 23:00; it is back at 05:30.
-    for half_hour in range(22):
-        t = at(12, 0, 5) + half_hour * 1_800_000
-        plan.append((t, "time", None))
-    for half_hour in range(6):
-        plan.append((at(5, 30, day=1) + half_hour * 1_800_000, "time", None))
-    plan.append((at(12, 1), "down", fr.Schedule(100, 40, 0, 300)))
-    plan.append((at(12, 2), "down", fr.ConfigSet("lat", "37.5665")))
-    plan.append((at(12, 3), "down", fr.ConfigSet("lon", "126.9780")))
-    plan.append((at(12, 4), "down", fr.ConfigSet("status_s", "600")))
-    plan.append((at(12, 5), "down", fr.ConfigSet("colour", "red")))  # not a light's key
-    plan.append((at(13, 0), "motion", 1))  # by day: counted, no boost
-    plan.append((at(14, 0), "photo", 80))  # a storm darkens the photocell
-    plan.append((at(14, 20), "photo", 900))
-    plan.append((at(17, 40), "photo", 60))  # dusk
-    plan.append((at(21, 10), "down", fr.SetLevel(30, 10)))
-    plan.append((at(21, 11), "replay", "set_level"))  # replayed as is
-    plan.append((at(21, 32), "replay", "schedule"))  # an older frame replayed
-    plan.append((at(21, 33), "forged", fr.SetLevel(0, 60)))
-    plan.append((at(21, 34), "other", fr.SetLevel(0, 60)))
-    plan.append((at(22, 0), "down", fr.Strobe(20)))
-    plan.append((at(23, 0), "down", fr.RunSelfTest()))
-    plan.append((at(1, 0, day=1), "motion", 1))
-    plan.append((at(2, 0, day=1), "lamp", "broken"))
-    plan.append((at(2, 30, day=1), "lamp", "ok"))
-    plan.append((at(4, 0, day=1), "lamp", "broken"))
-    plan.append((at(6, 0, day=1), "lamp", "ok"))
-    plan.append((at(7, 40, day=1), "photo", 900))  # brightening before the astronomical sunrise
-    plan.append((at(8, 0, day=1), "down", fr.Reboot()))
-    plan.sort(key=lambda e: e[0])
-
-    ev: list[list[Any]] = []
-    for t, kind, arg in plan:
-        if kind == "time":
-            ev.append([t, "down", gw.time(when(t))])
-        elif kind == "down":
-            name = {fr.Schedule: "schedule", fr.SetLevel: "set_level"}.get(type(arg))
-            ev.append([t, "down", gw.frame(arg, name)])
-        elif kind == "replay":
-            ev.append([t, "down", gw.sent[arg]])
-        elif kind == "forged":  # right counter, wrong key
-            ev.append([t, "down", Gateway(key=bytes(16)).frame(arg, counter=gw.counter + 1)])
-        elif kind == "other":  # another light's command
-            other = Gateway(device_id=DEVICE_ID + 1)
-            ev.append([t, "down", other.frame(arg, counter=gw.counter + 1)])
-        else:
-            ev.append([t, kind, arg])
-    return {
-        "device_id": DEVICE_ID,
-        "key": KEY.hex(),
-        "ticks0": (1 << 30) - 3_600_000,  # the ticks counter wraps an hour in
-        "settings": {"lamp_ma": 350, "lamp_w": 40},
-        "photo0": 900,
-        "events": ev,
-        "end_ms": at(8, 10, day=1),
-        "fine": [
-            [at(21, 59, 50), at(22, 0, 40)],  # the strobe
-            [at(23, 0), at(23, 0, 10)],  # the self-test
-            [at(0, 59, 50, day=1), at(1, 1, 30, day=1)],  # PIR boost and fade
-        ],
-    }
+# The driver and the night live in tools/firmware_bench.py, which also measures the
+# light's heap over the same night; here they run to completion and are checked.
+DRIVER = fb.LIGHT_DRIVER + "\nprint(json.dumps(run(json.loads(SCENARIO))))\n"
+at = fb.at
+Gateway = fb.Gateway
+night_scenario = fb.light_night_scenario
 
 
 def run_in_cpython(scenario: dict[str, Any]) -> dict[str, Any]:
