@@ -1,0 +1,273 @@
+"""firmware/light/main.py, the light's glue, booted in CPython on fake hardware.
+
+``machine``, ``esp32`` and ``lora`` are fakes with the signatures main.py uses
+(MicroPython's machine/esp32 docs, micropython-lib's lora modem API); CPython's asyncio
+gets MicroPython's ``sleep_ms`` and ``ThreadSafeFlag``. The board is the real
+hardware/boards/heltec-v3.json, so the glue is checked against the pins and sections
+the board files actually have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import frames as fr
+from tools import firmware_bench as fb
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = ROOT / "firmware" / "light" / "main.py"
+BOARD = json.loads((ROOT / "hardware" / "boards" / "heltec-v3.json").read_text(encoding="utf-8"))
+PINS = {**BOARD["pins"], **BOARD["role_pins"]["light"]}
+for _p in (ROOT / "firmware" / "lib", ROOT / "firmware" / "light"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+KEY = fb.KEY_LIGHT
+DEVICE_ID = fb.DEVICE_ID_LIGHT
+CONFIG = {"device_id": DEVICE_ID, "key": KEY.hex(), "photo_s": 0, "lamp_ma": 350}
+
+
+class Reset(Exception):
+    pass
+
+
+class World:
+    def __init__(self) -> None:
+        self.nvs: dict[str, bytes] = {}
+        self.duty: dict[Any, int] = {}
+        self.levels: dict[Any, int] = {}
+        self.uv = {PINS["lamp_current_adc"]: 700_000, PINS["photocell_adc"]: 100_000}
+        self.irq: dict[Any, Any] = {}
+        self.sent: list[bytes] = []
+        self.downlinks: list[bytes] = []
+        self.lora_cfg: dict[str, Any] = {}
+        self.gateway = fb.Gateway()
+        self.events: list[str] = []
+
+
+def fake_modules(w: World) -> dict[str, types.ModuleType]:
+    machine = types.ModuleType("machine")
+
+    class Pin:
+        IN, OUT, PULL_UP, IRQ_RISING = 1, 3, 1, 1
+
+        def __init__(self, n: Any, mode: int = -1, pull: int = -1, value: int | None = None):
+            self.n = n
+            if value is not None:
+                w.levels[n] = value
+
+        def value(self, v: int | None = None) -> int:
+            if v is not None:
+                w.levels[self.n] = v
+            return w.levels.get(self.n, 0)
+
+        __call__ = value
+
+        def irq(self, handler: Any = None, trigger: int = 0, wake: Any = None) -> None:
+            w.irq[self.n] = handler
+
+    class PWM:
+        def __init__(self, pin: Pin, freq: int = 0, duty_u16: int = 0) -> None:
+            assert freq == BOARD["light"]["dimming"]["freq_hz"]
+            self.pin = pin
+            w.duty[pin.n] = duty_u16
+
+        def duty_u16(self, d: int) -> None:
+            w.duty[self.pin.n] = d
+
+    class ADC:
+        ATTN_11DB = 3
+
+        def __init__(self, pin: Pin, atten: int = 0) -> None:
+            assert atten == 3
+            self.n = pin.n
+
+        def read_uv(self) -> int:
+            return w.uv[self.n]
+
+    class WDT:
+        def __init__(self, id: int = 0, timeout: int = 5000) -> None:
+            pass
+
+        def feed(self) -> None:
+            pass
+
+    class NVS:
+        def __init__(self, ns: str) -> None:
+            assert ns == "anshim"
+
+        def set_blob(self, key: str, value: Any) -> None:
+            w.nvs[key] = bytes(value)
+
+        def get_blob(self, key: str, buf: bytearray) -> int:
+            if key not in w.nvs:
+                raise OSError(-0x1102)
+            data = w.nvs[key]
+            buf[0 : len(data)] = data
+            return len(data)
+
+        def erase_key(self, key: str) -> None:
+            w.nvs.pop(key, None)
+
+        def commit(self) -> None:
+            pass
+
+    def reset() -> None:
+        w.events.append("reset")
+        raise Reset()
+
+    rtc_mem = [b""]
+
+    class RTC:
+        def memory(self, data: Any = None) -> Any:
+            if data is None:
+                return rtc_mem[0]
+            rtc_mem[0] = bytes(data)
+            return None
+
+    for name, value in {
+        "Pin": Pin,
+        "PWM": PWM,
+        "ADC": ADC,
+        "WDT": WDT,
+        "RTC": RTC,
+        "SPI": lambda *a, **k: object(),
+        "reset": reset,
+    }.items():
+        setattr(machine, name, value)
+    esp32 = types.ModuleType("esp32")
+    esp32.NVS = NVS  # type: ignore[attr-defined]
+
+    lora = types.ModuleType("lora")
+
+    class RxPacket(bytearray):
+        def __init__(self, data: bytes, rssi: int, snr: int) -> None:
+            super().__init__(data)
+            self.rssi, self.snr, self.crc_error = rssi, snr, False
+            self.ticks_ms = 0
+
+    class AsyncSX1262:
+        def __init__(self, spi: Any, cs: Any, busy: Any, dio1: Any = None, **kw: Any) -> None:
+            assert (cs.n, busy.n, dio1.n) == (PINS["lora_cs"], PINS["lora_busy"], PINS["lora_dio1"])
+            assert kw["dio3_tcxo_millivolts"] == BOARD["radio"]["tcxo_mv"]
+            w.lora_cfg = kw["lora_cfg"]
+            self.rx = False
+
+        def start_recv(self, timeout_ms: Any = None, continuous: bool = False, rx_length=0xFF):
+            self.rx = True
+
+        def standby(self) -> None:
+            self.rx = False
+
+        def _cmd(self, fmt: str, *args: Any, n_read: int = 0) -> bytes:
+            assert self.rx and args == (0x15,)
+            return bytes((0x52, 220))  # -110 dBm: a quiet channel
+
+        async def send(self, packet: Any, tx_at_ms: Any = None) -> int:
+            w.sent.append(bytes(packet))
+            from compat import ticks_ms
+
+            return ticks_ms()
+
+        async def recv(self, timeout_ms: Any = None, rx_length=0xFF, rx_packet: Any = None):
+            await asyncio.sleep(0.01)
+            if w.downlinks:
+                return RxPacket(w.downlinks.pop(0), -71, 24)
+            return None
+
+    lora.AsyncSX1262 = AsyncSX1262  # type: ignore[attr-defined]
+    return {"machine": machine, "esp32": esp32, "lora": lora}
+
+
+class ThreadSafeFlag:
+    def __init__(self) -> None:
+        self._e = asyncio.Event()
+
+    def set(self) -> None:
+        self._e.set()
+
+    async def wait(self) -> None:
+        await self._e.wait()
+        self._e.clear()
+
+
+async def _sleep_ms(ms: int) -> None:
+    await asyncio.sleep(ms / 1000)
+
+
+def load_main(w: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    for name, mod in fake_modules(w).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(asyncio, "sleep_ms", _sleep_ms, raising=False)
+    monkeypatch.setattr(asyncio, "ThreadSafeFlag", ThreadSafeFlag, raising=False)
+    src = MAIN.read_text(encoding="utf-8").replace("\nasyncio.run(main())\n", "\n")
+    ns: dict[str, Any] = {"__name__": "light_main"}
+    exec(compile(src, str(MAIN), "exec"), ns)
+    ns["load_board"] = lambda path=None: BOARD
+    ns["_PROVISION_POLL_MS"] = 20
+    return ns
+
+
+def _store() -> Any:
+    from store import NvsBackend, Store
+
+    class Nvs:
+        def __init__(self, blobs: dict[str, bytes]) -> None:
+            self.blobs = blobs
+
+        def set_blob(self, key: str, value: Any) -> None:
+            self.blobs[key] = bytes(value)
+
+        def commit(self) -> None:
+            pass
+
+    return lambda w: Store(NvsBackend(Nvs(w.nvs)))
+
+
+def test_light_boots_reports_obeys_and_reboots(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()
+    ns = load_main(w, monkeypatch)
+
+    async def gateway() -> None:
+        # Unprovisioned: photocell-only light and a blinking LED, until a config appears.
+        await asyncio.sleep(0.15)
+        assert w.sent == []
+        assert w.duty[PINS["pwm_out"]] == 0  # dark: full output (inverted PWM)
+        _store()(w).save_config(CONFIG)
+        await asyncio.sleep(0.3)
+        w.irq[PINS["pir"]](None)  # the PIR fires (its IRQ only sets the flag)
+        await asyncio.sleep(0.05)
+        t = fb.NIGHT_START
+        w.downlinks.append(bytes.fromhex(w.gateway.time(t)))
+        await asyncio.sleep(0.5)  # heard: the light reports at once
+        w.downlinks.append(bytes.fromhex(w.gateway.frame(fr.Reboot())))
+        await asyncio.sleep(5)
+
+    async def both() -> None:
+        task = asyncio.ensure_future(gateway())
+        try:
+            await asyncio.wait_for(ns["main"](), 10)
+        finally:
+            task.cancel()
+
+    with pytest.raises(Reset):
+        asyncio.run(both())
+    assert w.events == ["reset"]
+    assert w.lora_cfg["freq_khz"] == 922_100 and w.lora_cfg["bw"] == "125"
+    got = [
+        fr.decode(data, lambda dev, d: fr.DeviceKey.of(KEY) if dev == DEVICE_ID else None)
+        for data in w.sent
+    ]
+    status = [f.payload for f in got if isinstance(f.payload, fr.LightStatus)]
+    assert status, got
+    assert status[0].level > 0  # dark: ramping up to the dusk level (2 s ramp)
+    assert status[0].lamp_ma == 350  # 700 mV x 0.5 mA/mV
+    assert status[0].motion_events == 1
+    assert w.levels[PINS["led"]] == 1  # online: the gateway was heard
