@@ -131,6 +131,20 @@ _Q_FAULT = FAULT
 _Q_SELFTEST = SELFTEST
 
 
+def _parse(key: str, value: "Any") -> "Any":
+    """``value`` (text or number) as the setting ``key`` holds it, or None if invalid."""
+    limits = _LIMITS.get(key)
+    if limits is None or value is None or isinstance(value, bool):
+        return None
+    try:
+        v = float(value) if key in _FLOAT_KEYS else int(value)
+    except (TypeError, ValueError):
+        return None
+    if v < limits[0] or v > limits[1]:
+        return None
+    return v
+
+
 class LocalClock:
     """Local date and time from a TIME downlink, carried forward on ``ticks_ms``.
 
@@ -185,9 +199,15 @@ class Light:
         self._codec = codec
         self._counters = counters
         self._settings = settings
+        self.config_errors = 0
         self.cfg: "Dict[str, Any]" = {}
         for key in DEFAULTS:
-            self.cfg[key] = settings.get(key, DEFAULTS[key])
+            # A stored value that is not a valid number (a provisioning slip) falls back
+            # to the default rather than crash the light at its first tick.
+            v = _parse(key, settings.get(key, DEFAULTS[key]))
+            self.cfg[key] = DEFAULTS[key] if v is None else v
+            if v is None and settings.get(key, None) is not None:
+                self.config_errors += 1
         self.clock = LocalClock()
         self._last = now
         self._dt = 0  # ms advanced since the last tick (energy integration)
@@ -227,7 +247,10 @@ class Light:
         self.storage_fault = False
 
         # Energy.
-        self.energy_wh = int(settings.get("energy_wh", 0))
+        try:
+            self.energy_wh = int(settings.get("energy_wh", 0))
+        except (TypeError, ValueError):
+            self.energy_wh = 0
         self._saved_wh = self.energy_wh
         self._mwh = 0
         self._mw_ms = 0
@@ -245,7 +268,6 @@ class Light:
         self.reboot_requested = False
         self.rejected = 0  # downlinks refused (bad MIC, other device, malformed)
         self.replays = 0  # authenticated but not newer than the last accepted
-        self.config_errors = 0
         self.last_error: "Optional[str]" = None
 
     # -- inputs -----------------------------------------------------------------------
@@ -533,16 +555,12 @@ class Light:
         Unknown keys and bad values are refused and counted; they belong to another
         device kind, or to a newer firmware.
         """
-        limits = _LIMITS.get(key)
-        if limits is None:
+        if key not in _LIMITS:
             self.config_errors += 1
             self.last_error = "ConfigKey"
             return False
-        try:
-            v = float(value) if key in _FLOAT_KEYS else int(value)
-        except ValueError:
-            v = None
-        if v is None or v < limits[0] or v > limits[1]:
+        v = _parse(key, value)
+        if v is None:
             self.config_errors += 1
             self.last_error = "ConfigValue"
             return False

@@ -263,6 +263,27 @@ def test_config_refuses_out_of_range_values() -> None:
     assert lt.cfg["lat"] == -33.9 and lt.config_errors == 2
 
 
+def test_bad_stored_settings_fall_back_to_defaults() -> None:
+    settings = Settings(lat="north", status_s=5, night_level="40", energy_wh="lots")
+    lt, _ = _light(settings)
+    assert lt.cfg["lat"] is None and lt.cfg["status_s"] == 900  # defaults
+    assert lt.cfg["night_level"] == 40  # text that is a valid number is fine
+    assert lt.config_errors == 2 and lt.energy_wh == 0
+    lt.tick(1000, None, 50)  # and it runs
+
+
+def test_a_frame_the_channel_refused_goes_out_again_with_a_new_counter() -> None:
+    lt, _ = _light()
+    lt.tick(120_000, 350, 900)  # past the first status time
+    assert lt.pending == 1
+    first = lt.next_uplink()
+    assert first is not None and lt.pending == 0
+    lt.uplink_failed()  # LBT: channel busy on every try
+    assert lt.pending == 1
+    again = _frames(lt)
+    assert len(again) == 1 and again[0].counter == 1  # counter 0 never went on air
+
+
 def test_replay_refused_after_a_reboot() -> None:
     settings = Settings()
     lt, counters = _light(settings)
