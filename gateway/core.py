@@ -33,6 +33,8 @@ REPLY_GATHER_S = 0.05  # wait for copies from other receivers before choosing on
 FLUSH_DELAY_S = 0.01  # heartbeats and other non-alarm events commit in batches
 FLUSH_MAX = 2000
 RECENT_MAX = 20_000
+TIME_EVERY_S = 6 * 3600
+KST_OFFSET_STEPS = 36  # UTC+9 in 15-minute steps (PROTOCOL.md 4.3)
 STATE_COLUMNS = (
     "up_counter",
     "down_counter",
@@ -397,6 +399,11 @@ class Core:
         changed = state.get("level") != p.level
         state.update(level=p.level, energy_wh=p.energy_wh)
         self._dirty.add(device.device_id)
+        # A light keeps its astronomical schedule on its own clock: set it now and then.
+        # The answer also tells the light that the gateway hears it.
+        if rx.at - state.get("time_sent", 0.0) >= TIME_EVERY_S:
+            state["time_sent"] = rx.at
+            self.send_now(device, fr.Time(int(rx.at), KST_OFFSET_STEPS), "time")
         self._publish_event(frame, device, rx, "light_status", Priority.EVENT)
         if changed:
             self._publish_state(device)

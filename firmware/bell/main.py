@@ -106,7 +106,9 @@ RADIO_DEFAULTS = {
     "bw_khz": 125,
     "cr": 5,
     "preamble": 8,
-    "power_dbm": 14,
+    # Conducted power. KR920 allows +14 dBm EIRP at >= 922.1 MHz (RP002): with the usual
+    # 2.15 dBi antenna that is 11 dBm at the chip (+13.15 dBm EIRP).
+    "power_dbm": 11,
 }
 
 
@@ -210,8 +212,10 @@ class Hardware:
         low = board_get(board, "button_active_low")
         self._button_low = True if low is None else bool(low)
         t = pin_no(board, "tamper")
-        # Tamper switch: closed to ground while the enclosure is shut; open reads high.
-        self.tamper_pin = Pin(t, Pin.IN, Pin.PULL_UP) if t is not None else None
+        # Tamper contact: open while the lid is shut (1 MΩ external pull-down, so no
+        # current in deep sleep), closing to 3V3 when the lid opens: high = open.
+        # hardware/bell.md wires it; no internal pull (it would draw ~73 µA asleep).
+        self.tamper_pin = Pin(t, Pin.IN) if t is not None else None
         led = pin_no(board, "led")
         self.led = PWM(Pin(led), freq=_PWM_FREQ_HZ, duty_u16=0) if led is not None else None
         bz = pin_no(board, "buzzer")

@@ -71,7 +71,9 @@ DEFAULT_CONFIG = {
     "bw_khz": 125,
     "cr": 5,
     "preamble": 8,
-    "power_dbm": 14,
+    # Conducted power. KR920 allows +14 dBm EIRP at >= 922.1 MHz (RP002): with the usual
+    # 2.15 dBi antenna that is 11 dBm at the chip (+13.15 dBm EIRP).
+    "power_dbm": 11,
 }
 
 

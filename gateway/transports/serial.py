@@ -55,7 +55,7 @@ class SerialTransport:
     async def run(self, sink: FrameSink) -> None:
         while True:
             try:
-                port = serial.Serial(self.settings.port, self.settings.baud, timeout=0)
+                port = self._open()
             except (serial.SerialException, OSError) as exc:
                 if not self._warned:
                     log.warning(
@@ -80,6 +80,18 @@ class SerialTransport:
                 self._pending.clear()
                 port.close()
             await asyncio.sleep(self.reopen_s)
+
+    def _open(self) -> serial.Serial:
+        # DTR and RTS stay low: on ESP32 boards' USB-serial chips they drive EN and GPIO0,
+        # and raising them on open would reset the bridge (or hold it in its bootloader).
+        port = serial.Serial()
+        port.port = self.settings.port
+        port.baudrate = self.settings.baud
+        port.timeout = 0
+        port.dtr = False
+        port.rts = False
+        port.open()
+        return port
 
     async def _session(self, port: serial.Serial, sink: FrameSink) -> None:
         loop = asyncio.get_running_loop()
