@@ -29,15 +29,18 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# mosquitto is the real MQTT broker the integration tests start on loopback.
+# mosquitto is the real MQTT broker the integration tests start on loopback;
+# mosquitto_sub (mosquitto-clients) shows the demo's event stream.
 mosquitto:
-	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	@if (command -v mosquitto || test -x /usr/sbin/mosquitto) >/dev/null 2>&1 \
+		&& command -v mosquitto_sub >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "installing mosquitto (Debian package)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		echo "installing mosquitto and mosquitto-clients (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			mosquitto mosquitto-clients >/dev/null; \
 		systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
 	else \
-		echo "mosquitto is missing; install it with:  sudo apt-get install -y mosquitto"; \
+		echo "mosquitto is missing; install it with:  sudo apt-get install -y mosquitto mosquitto-clients"; \
 	fi
 
 lint: $(STAMP)

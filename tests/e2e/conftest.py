@@ -1,0 +1,3 @@
+from tests.integration.conftest import broker
+
+__all__ = ["broker"]
