@@ -248,28 +248,23 @@ class Demo:
             f"{len(sim.gateways)} gateways   t = {_clock(st.now)}   Ctrl-C stops"
         )
         alarms = Table(expand=True, box=None, header_style="bold")
-        for col in (
-            "bell",
-            "trail",
-            "state",
-            "raised",
-            "delivered",
-            "acknowledged",
-            "resolved",
-            "the resident sees",
-            "heard by",
-        ):
-            alarms.add_column(col, no_wrap=col != "bell")
+        alarms.add_column("bell", ratio=3, overflow="fold")
+        alarms.add_column("state", no_wrap=True)
+        for col in ("raised", "delivered", "ack'd", "resolved"):
+            alarms.add_column(col, no_wrap=True, justify="right")
+        alarms.add_column("the resident sees", ratio=2, overflow="fold")
+        alarms.add_column("heard by", no_wrap=True)
         for inc in st.incidents[-8:]:
-            cells = [Text(inc.label), Text(inc.trail), Text(inc.state, STATE_STYLE[inc.state])]
-            for s in ("raised", "delivered", "acknowledged", "resolved"):
-                took = inc.after(s)
-                cells.append(Text("" if took is None else f"+{took:.1f} s"))
-            cells.append(Text(PATTERN_WORDS.get(inc.pattern, inc.pattern)))
-            heard = ", ".join(sorted(inc.gateways))
+            where = f"{inc.label}\n[dim]{inc.trail}[/dim]" if inc.trail else inc.label
+            cells: list[Any] = [where, Text(inc.state, STATE_STYLE[inc.state])]
+            for state in ("raised", "delivered", "acknowledged", "resolved"):
+                took = inc.after(state)
+                cells.append("" if took is None else f"+{took:.1f} s")
+            cells.append(PATTERN_WORDS.get(inc.pattern, inc.pattern))
+            heard = f"{len(inc.gateways)} gw" if inc.gateways else ""
             if inc.rssi is not None:
-                heard += f" {inc.rssi:.0f} dBm"
-            cells.append(Text(heard))
+                heard += f", {inc.rssi:.0f} dBm"
+            cells.append(heard)
             alarms.add_row(*cells)
         strobing = [self._label(h) for h, until in st.strobing.items() if until > st.now]
         devices = Table.grid(padding=(0, 2))
