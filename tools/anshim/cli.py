@@ -12,10 +12,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tools.anshim import bench, demo, device, frame, gateway, power, radio, sim
+from tools.anshim import (
+    bench,
+    demo,
+    device,
+    fieldtest,
+    firmware,
+    frame,
+    gateway,
+    power,
+    provision,
+    radio,
+    sim,
+)
 from tools.anshim.common import CliError
 
-NOUNS = (gateway, device, radio, power, frame, sim, demo, bench)
+NOUNS = (gateway, device, firmware, provision, fieldtest, radio, power, frame, sim, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
