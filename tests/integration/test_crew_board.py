@@ -32,6 +32,7 @@ from gateway import db
 from gateway.registry import Registry
 from gateway.transports.sim import SimTransport
 from protocol import frames as fr
+from tests.integration.conftest import Broker
 from tests.integration.helpers import running_gateway, settings
 from tools.anshim.cli import main
 from tools.crew import firmware as fw
@@ -77,7 +78,9 @@ def make_index(root: Path, tmp: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, bytes]]]:
+def package_index(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, dict[str, bytes]]]:
     root = tmp_path_factory.mktemp("index")
     files = make_index(root / "pi", tmp_path_factory.mktemp("index-src"))
     handler = functools.partial(_QuietHandler, directory=str(root / "pi"))
@@ -160,7 +163,13 @@ def test_fetch_deps_mirrors_an_index_and_fails_clearly_offline(
     assert code == 0, err
     # no index to reach: one line, exit 1
     code, out, err = cli(
-        capsys, "firmware", "fetch-deps", "--index", "http://127.0.0.1:9", "--out", str(tmp_path / "x")
+        capsys,
+        "firmware",
+        "fetch-deps",
+        "--index",
+        "http://127.0.0.1:9",
+        "--out",
+        str(tmp_path / "x"),
     )
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "cannot reach the package index http://127.0.0.1:9" in err
@@ -232,9 +241,7 @@ def test_flash_installs_on_the_emulated_board_and_everything_reads_back(
         assert code == 0, err
         assert ", 0 written," in out
     # the board kept its flash in the host folder (LittleFS stand-in) and NVS
-    assert (board.flash / "lib" / "lora" / "sx126x.mpy").read_bytes() == packages[
-        "lora/sx126x.mpy"
-    ]
+    assert (board.flash / "lib" / "lora" / "sx126x.mpy").read_bytes() == packages["lora/sx126x.mpy"]
     assert json.loads((board.state / "nvs.json").read_text())["anshim"]["config"]
 
 
@@ -311,11 +318,17 @@ def test_provisioning_mode_ends_by_itself(tmp_path: Path) -> None:
         board.wait_event(lambda e: e == "boot repl", timeout=20)
 
 
+@pytest.mark.parametrize("source", ["database", "mqtt"])
 async def test_field_test_reports_what_each_receiver_heard(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, broker: Broker, source: str
 ) -> None:
-    s = settings(tmp_path)
+    s = settings(tmp_path, mqtt_url=broker.url if source == "mqtt" else None)
     data = s.data_dir
+    where = ["--data-dir", str(data)]
+    if source == "mqtt":  # the gateway's config names the site (topics); ask the broker
+        toml = tmp_path / "gateway.toml"
+        toml.write_text(f'[gateway]\nid = "gw-test"\nsite = "seongbuk"\ndata_dir = "{data}"\n')
+        where = ["--config", str(toml), "--mqtt", broker.url]
     bell_id = add_bell(capsys, data)
     device = Registry(db.connect(data / "anshim.db")).require(int(bell_id, 16))
     state = tmp_path / "board"
@@ -328,9 +341,8 @@ async def test_field_test_reports_what_each_receiver_heard(
             run = asyncio.create_task(
                 asyncio.to_thread(
                     main,
-                    ["field-test", "--port", board.port, "--data-dir", str(data), "--json",
-                     "--wait", "20"],
-                )  # fmt: skip
+                    ["field-test", "--port", board.port, *where, "--json", "--wait", "20"],
+                )
             )
             for _ in range(400):
                 if board.transmitted() or run.done():
@@ -349,6 +361,7 @@ async def test_field_test_reports_what_each_receiver_heard(
     assert decoded.counter == counter and decoded.flags & fr.Flags.TEST
     heard = result["heard"]
     assert heard["event_id"] == fr.event_id(device.device_id, counter)
+    assert heard["source"].startswith(source)
     assert heard["receptions"] == [
         {"receiver": "hilltop", "rssi": -112, "snr": -9.5},
         {"receiver": "center", "rssi": -97, "snr": 4.25},

@@ -626,3 +626,15 @@ def test_retired_devices_and_bad_intervals_are_caught_on_the_host(
     registry.retire(BELL)
     with pytest.raises(CrewError, match="retired"):
         provision(MemoryLink(device), registry, BELL)
+
+
+def test_field_test_over_ble(
+    device: Device, registry: Registry, peripheral: Callable[..., tuple[str, FakePeripheral]]
+) -> None:
+    provision(MemoryLink(device), registry)
+    device.prov.done = False
+    address, p = peripheral()
+    run = asyncio.run(host.run_device_test(host.BleLink(address, backend=FakeBleBackend), registry))
+    assert run.device_id == BELL and run.frame["counter"] == 100
+    assert device.prov.done  # ENDed: the device goes back to its app
+    assert max(len(w) for w in p.writes) <= 20
