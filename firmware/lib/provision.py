@@ -775,3 +775,42 @@ async def service_mode(
             cfg = store.load_config() or {}
             ble_task = ble_serve(prov, "anshim-" + str(cfg.get("device_id", "new")))
     return await serve(prov, read, write, ble_task)
+
+
+def enter_if_held(
+    board: "Dict[str, Any]",
+    service: "Any" = None,
+    validate: "Optional[Callable[[Dict[str, Any]], Any]]" = None,
+    pin_name: str = "boot_button",
+) -> bool:
+    """The one call a role's ``main.py`` makes at boot, before it starts the app.
+
+    If the board's button (``pins[pin_name]`` in the board file, or a role's pin of that
+    name; active low when listed in ``active_low``) is held for `HOLD_MS`, run
+    provisioning mode until it ends and reset the board, so the app starts on the new
+    config. Otherwise return False at once (within `HOLD_MS` while the button is held).
+    """
+    import asyncio
+
+    import machine
+    from machine import Pin
+
+    n = (board.get("pins") or {}).get(pin_name)
+    if not isinstance(n, int):  # a role's own pin (the bell's button on a Pico W)
+        roles = board.get("role_pins") or {}
+        for role in roles:
+            n = (roles[role] or {}).get(pin_name)
+            if isinstance(n, int):
+                break
+    if not isinstance(n, int):
+        return False
+    active_low = pin_name in (board.get("active_low") or [pin_name])
+    pin = Pin(n, Pin.IN, Pin.PULL_UP if active_low else Pin.PULL_DOWN)
+    if not held_at_boot(pin, active_low):
+        return False
+    level = 0 if active_low else 1
+    asyncio.run(
+        service_mode(board, lambda: pin.value() == level, service=service, validate=validate)
+    )
+    machine.reset()
+    return True

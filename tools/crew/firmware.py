@@ -393,43 +393,6 @@ def _clean(out: Path, *, check_only: bool = False) -> None:
             entry.unlink()
 
 
-def read_build(out: Path) -> Build:
-    """A build folder made by `build` (for flashing), checked against its manifest."""
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise CrewError(f"{out} holds no Anshim build (no readable {MANIFEST})") from None
-    files: list[BuildFile] = []
-    for path, meta in sorted(manifest["files"].items()):
-        data = (out / path).read_bytes()
-        if _sha(data) != meta["sha256"]:
-            raise CrewError(f"{out / path} changed since the build: build again")
-        files.append(BuildFile(path, len(data), meta["sha256"], None))
-    mdata = (out / MANIFEST).read_bytes()
-    files.append(BuildFile(MANIFEST, len(mdata), _sha(mdata), None))
-    board = load_board(manifest["board"])
-    kind = storage_kind(board)
-    config = None
-    nvs: dict[str, str] = {}
-    if kind == "file" and (out / STATE_DIR / "config").is_file():
-        config = f"{STATE_DIR}/config"
-        data = (out / config).read_bytes()
-        files.append(BuildFile(config, len(data), _sha(data), None))
-    elif kind == "nvs" and (out / NVS_DIR / NVS_NAMESPACE / "config").is_file():
-        config = f"{NVS_DIR}/{NVS_NAMESPACE}/config"
-        nvs[f"{NVS_NAMESPACE}/config"] = config
-    return Build(
-        out=out,
-        role=manifest["role"],
-        board=manifest["board"],
-        version=manifest["version"],
-        files=files,
-        config=config,
-        storage=kind,
-        nvs=nvs,
-    )
-
-
 # --- finding the board on USB ---------------------------------------------------------
 
 

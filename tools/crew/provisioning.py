@@ -254,7 +254,7 @@ class SerialLink:
 class BleLink:
     """The provisioning GATT service: request chunks written to RX, replies notified on TX."""
 
-    def __init__(self, address: str, *, backend: Any = None, connect_timeout: float = 20.0):
+    def __init__(self, address: str, *, backend: Any = None, connect_timeout: float = 20.0) -> None:
         self.address = address
         self.name = address
         self.backend = backend
