@@ -150,9 +150,42 @@ def bench_gateway(runs: int) -> list[Result]:
     ]
 
 
+def bench_firmware(runs: int) -> list[Result]:
+    """Per role: compiled .mpy size and peak heap in MicroPython (tools.firmware_bench)."""
+    from tools.firmware_bench import firmware_footprint
+
+    results = []
+    for role, fp in firmware_footprint().items():
+        size_kb = fp["mpy_bytes_used"] / 1024
+        results.append(
+            Result(
+                f"firmware.{role}.mpy",
+                "KB of .mpy (role + the lib it imports)",
+                size_kb,
+                [size_kb],
+                goal="<= 48",
+                details={"with_all_of_lib_kb": round(fp["mpy_bytes"] / 1024, 1)},
+            )
+        )
+        if fp.get("heap_peak_bytes") is not None:
+            data_kb = fp["heap_data_peak_bytes"] / 1024
+            results.append(
+                Result(
+                    f"firmware.{role}.heap",
+                    "KB peak heap, data (code frozen, as deployed)",
+                    data_kb,
+                    [data_kb],
+                    goal="<= 32",
+                    details={"with_code_in_ram_kb": round(fp["heap_peak_bytes"] / 1024, 1)},
+                )
+            )
+    return results
+
+
 ENTRIES: dict[str, Callable[..., list[Result]]] = {
     "codec": lambda runs: [bench_decode(e, runs=runs) for e in fr.ENGINES],
     "gateway": bench_gateway,
+    "firmware": bench_firmware,
 }
 
 

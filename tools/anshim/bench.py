@@ -45,6 +45,10 @@ def bench_command(args: argparse.Namespace) -> int:
     for r in report["results"]:
         goal = f"   goal {r['goal']}" if r["goal"] else ""
         extra = f"  ({r['engine']})" if "engine" in r else ""
+        if "with_code_in_ram_kb" in r:
+            extra = f"  ({r['with_code_in_ram_kb']} KB with the code loaded into RAM)"
+        if "with_all_of_lib_kb" in r:
+            extra = f"  ({r['with_all_of_lib_kb']} KB with all of firmware/lib)"
         value = f"{r['median']:>14,.0f}" if r["median"] >= 100 else f"{r['median']:>14,.2f}"
         print(f"  {r['name']:<36} {value} {r['unit']}{goal}{extra}")
         if r.get("profile"):
