@@ -30,6 +30,7 @@ import sys
 import time
 
 import machine
+import provision
 from compat import const, ticks_ms
 from feedback import NEVER, Feedback
 from machine import ADC, PWM, Pin
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         TX_ERROR,
         TX_OK,
         Bell,
+        parse_config,
     )
 else:
     from bell import (
@@ -88,6 +90,7 @@ else:
         TX_ERROR,
         TX_OK,
         Bell,
+        parse_config,
     )
 
 BOARD_FILE = "/board.json"
@@ -98,8 +101,8 @@ _PWM_FREQ_HZ = const(1000)  # LED PWM: flicker-free, inside every port's range
 _BUZZER_HZ = const(2700)  # a typical piezo siren's resonance; board file may override
 _ACK_LEN = const(21)  # ACK frame: 16 + 5 bytes, the usual downlink
 
-# Radio settings when the config has none (KR920 default channel 922.1 MHz, SF9/125 kHz,
-# 14 dBm: the KR920 EIRP limit at >= 922.1 MHz). Same keys as the light's config.
+# Radio settings when the config has none (KR920 default channel 922.1 MHz, SF9/125 kHz).
+# Same keys as the light's config.
 RADIO_DEFAULTS = {
     "freq_khz": 922_100,
     "sf": 9,
@@ -445,18 +448,16 @@ class Glue:
                     await asyncio.sleep_ms(0)  # let the LED task run
 
 
-async def main() -> None:
-    board = load_board()
-    cause = boot_cause()
+async def main(board: "Any", cause: int, hw: Hardware, pressed_at_boot: bool) -> None:
     # Once started the watchdog cannot be stopped (esp32 docs): a wedged loop resets
     # the board, and the pending alarm resumes from flash.
     wdt = machine.WDT(timeout=_WDT_MS)
-    hw = Hardware(board)
     store = make_store(board)
     sensors = Sensors(hw, store)
     bell = Bell(store, ticks_ms, random.randrange, sensors)
     # The press comes first: the bell decides, from the levels now, before anything slow.
-    bell.boot(cause, hw.pressed(), hw.tamper_open())
+    # A press held less than the provisioning hold is still a press: never forgotten.
+    bell.boot(cause, pressed_at_boot or hw.pressed(), hw.tamper_open())
     if cause == BOOT_COLD and not bell.provisioning:
         store.power_on_s = int(time.time())
         store.save_warm()
@@ -468,4 +469,18 @@ async def main() -> None:
     await glue.run()
 
 
-asyncio.run(main())
+def start() -> None:
+    board = load_board()
+    cause = boot_cause()
+    hw = Hardware(board)
+    pressed_at_boot = hw.pressed()
+    # Provisioning mode (firmware/PROVISIONING.md): only on a cold boot with the button
+    # held 2 s — a crew powering the bell up. A deep-sleep wake by the button is always a
+    # resident's press. It runs its own event loop, before the app's and before the
+    # watchdog starts (the mode may last minutes), and resets the board when it ends.
+    if cause == BOOT_COLD and pressed_at_boot:
+        provision.enter_if_held(board, validate=parse_config, pin_name="button")
+    asyncio.run(main(board, cause, hw, pressed_at_boot))
+
+
+start()

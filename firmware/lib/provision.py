@@ -598,7 +598,8 @@ def held_at_boot(
     if sleep_ms is None:
         import time
 
-        sleep_ms = time.sleep_ms
+        # time.sleep_ms on MicroPython; the host simulator runs this on CPython.
+        sleep_ms = getattr(time, "sleep_ms", None) or (lambda ms: time.sleep(ms / 1000))
     start = clock()
     while True:
         if (pin.value() == 0) != active_low:

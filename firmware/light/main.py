@@ -20,6 +20,7 @@ import json
 import random
 
 import machine
+import provision
 from codec import Codec
 from compat import ticks_add, ticks_diff, ticks_ms
 from machine import ADC, PWM, Pin
@@ -230,8 +231,7 @@ def device_codec(cfg):
     return Codec(dev, bytes.fromhex(cfg["key"]))
 
 
-async def main():
-    board = load_board()
+async def main(board):
     wdt = machine.WDT(timeout=_WDT_MS)
     hw = Hardware(board)
     store = make_store(board)
@@ -244,4 +244,13 @@ async def main():
     await asyncio.gather(control(light, hw, wdt), motion(light, hw), radio_loop(light, radio))
 
 
-asyncio.run(main())
+def start():
+    board = load_board()
+    # Provisioning mode (firmware/PROVISIONING.md) with the service button held 2 s at
+    # power-up. It runs its own event loop, before the app's and before the watchdog
+    # starts (the mode may last minutes), and resets the board when it ends.
+    provision.enter_if_held(board)
+    asyncio.run(main(board))
+
+
+start()

@@ -235,12 +235,17 @@ def boot(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asyncio, "ThreadSafeFlag", ThreadSafeFlag, raising=False)
     monkeypatch.setattr(sys, "platform", "esp32")
     monkeypatch.setattr(time, "sleep_ms", lambda ms: None, raising=False)
-    src = MAIN.read_text(encoding="utf-8").replace("\nasyncio.run(main())\n", "\n")
+    src = MAIN.read_text(encoding="utf-8").replace("\nstart()\n", "\n")
     ns: dict[str, Any] = {"__name__": "bell_main"}
     exec(compile(src, str(MAIN), "exec"), ns)
     ns["load_board"] = lambda path=None: BOARD
+
+    async def main() -> None:  # what start() does, with the real board file
+        hw = ns["Hardware"](BOARD)
+        await ns["main"](BOARD, ns["boot_cause"](), hw, hw.pressed())
+
     with pytest.raises((DeepSleep, Reset)):
-        asyncio.run(asyncio.wait_for(ns["main"](), 20))
+        asyncio.run(asyncio.wait_for(main(), 20))
 
 
 def decode_all(sent: list[bytes]) -> list[frames.Frame]:

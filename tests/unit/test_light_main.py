@@ -56,7 +56,7 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
     machine = types.ModuleType("machine")
 
     class Pin:
-        IN, OUT, PULL_UP, IRQ_RISING = 1, 3, 1, 1
+        IN, OUT, PULL_UP, PULL_DOWN, IRQ_RISING = 1, 3, 1, 2, 1
 
         def __init__(self, n: Any, mode: int = -1, pull: int = -1, value: int | None = None):
             self.n = n
@@ -207,7 +207,7 @@ def load_main(w: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         monkeypatch.setitem(sys.modules, name, mod)
     monkeypatch.setattr(asyncio, "sleep_ms", _sleep_ms, raising=False)
     monkeypatch.setattr(asyncio, "ThreadSafeFlag", ThreadSafeFlag, raising=False)
-    src = MAIN.read_text(encoding="utf-8").replace("\nasyncio.run(main())\n", "\n")
+    src = MAIN.read_text(encoding="utf-8").replace("\nstart()\n", "\n")
     ns: dict[str, Any] = {"__name__": "light_main"}
     exec(compile(src, str(MAIN), "exec"), ns)
     ns["load_board"] = lambda path=None: BOARD
@@ -253,7 +253,7 @@ def test_light_boots_reports_obeys_and_reboots(monkeypatch: pytest.MonkeyPatch) 
     async def both() -> None:
         task = asyncio.ensure_future(gateway())
         try:
-            await asyncio.wait_for(ns["main"](), 10)
+            await asyncio.wait_for(ns["main"](BOARD), 10)
         finally:
             task.cancel()
 
