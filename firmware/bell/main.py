@@ -24,18 +24,18 @@ loop only, so a wedged loop resets the board, and the pending alarm resumes from
 """
 
 import asyncio
-import json
 import random
 import sys
 import time
 
 import machine
 import provision
+from board import board_get, load_board, make_modem, make_store, pin_no
 from compat import const, ticks_ms
 from feedback import NEVER, Feedback
 from machine import ADC, PWM, Pin
 from radio import ChannelBusy, Radio
-from store import FileBackend, NvsBackend, Store
+from store import Store
 
 try:
     from typing import TYPE_CHECKING
@@ -45,7 +45,7 @@ except ImportError:
 # On the device this app's modules sit next to main.py ("import bell"); the type check
 # sees firmware/bell/ as the package firmware.bell, so no two apps' main.py clash.
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any
 
     from firmware.bell.bell import (
         BOOT_BUTTON,
@@ -93,7 +93,6 @@ else:
         parse_config,
     )
 
-BOARD_FILE = "/board.json"
 _WDT_MS = const(30000)  # > LBT back-offs (~3.5 s) + TX (1.5 s at SF12) + RX window 2.5 s
 _MAX_WAIT_MS = const(5000)  # the loop runs (and feeds the watchdog) at least this often
 _LED_MAX_WAIT_MS = const(1000)
@@ -101,94 +100,12 @@ _PWM_FREQ_HZ = const(1000)  # LED PWM: flicker-free, inside every port's range
 _BUZZER_HZ = const(2700)  # a typical piezo siren's resonance; board file may override
 _ACK_LEN = const(21)  # ACK frame: 16 + 5 bytes, the usual downlink
 
-# Radio settings when the config has none (KR920 default channel 922.1 MHz, SF9/125 kHz).
-# Same keys as the light's config.
-RADIO_DEFAULTS = {
-    "freq_khz": 922_100,
-    "sf": 9,
-    "bw_khz": 125,
-    "cr": 5,
-    "preamble": 8,
-    # Conducted power. KR920 allows +14 dBm EIRP at >= 922.1 MHz (RP002): with the usual
-    # 2.15 dBi antenna that is 11 dBm at the chip (+13.15 dBm EIRP).
-    "power_dbm": 11,
-}
-
-
-def load_board(path: str = BOARD_FILE) -> "Any":
-    with open(path) as f:
-        return json.load(f)
-
-
-def board_get(board: "Any", *path: str) -> "Any":
-    """``board[path...]``, or the flat ``pins`` spelling (``pins.lora.sck`` is also
-    looked up as ``pins.lora_sck``), or None. Board files are being written; this reads
-    whichever shape is there."""
-    node = board
-    for name in path:
-        node = node.get(name) if isinstance(node, dict) else None
-    if node is None and len(path) > 2:
-        flat = board.get(path[0])
-        if isinstance(flat, dict):
-            node = flat.get("_".join(path[1:]))
-    return node
-
-
-def pin_no(board: "Any", *path: str) -> "Optional[int]":
-    v = board_get(board, "pins", *path)
-    return v if isinstance(v, int) else None
-
-
-def make_store(board: "Any") -> Store:
-    kind = board_get(board, "storage", "kind") or ("nvs" if sys.platform == "esp32" else "file")
-    if kind == "nvs":
-        import esp32
-
-        # NVS for the records; RTC memory (kept through deep sleep) for the exact
-        # counter, so an hourly wake writes no flash.
-        return Store(NvsBackend(esp32.NVS("anshim")), machine.RTC())
-    return Store(FileBackend("/state"))
-
-
-def lora_cfg(cfg: "Any") -> "Any":
-    r = {}
-    for key in RADIO_DEFAULTS:
-        r[key] = cfg.get(key, RADIO_DEFAULTS[key])
-    return {
-        "freq_khz": r["freq_khz"],
-        "sf": r["sf"],
-        "bw": str(r["bw_khz"]),
-        "coding_rate": r["cr"],
-        "preamble_len": r["preamble"],
-        "output_power": r["power_dbm"],
-    }
-
 
 def make_radio(board: "Any", cfg: "Any") -> Radio:
-    # micropython-lib lora-sx126x + lora-async, installed with mip (no stubs)
-    from lora import AsyncSX1262, RxPacket  # type: ignore[import-not-found]
+    from lora import RxPacket  # type: ignore[import-not-found]
 
-    spi = machine.SPI(
-        board_get(board, "radio", "spi_id") or 1,
-        baudrate=board_get(board, "radio", "spi_baud") or 2_000_000,
-        sck=Pin(pin_no(board, "lora", "sck")),
-        mosi=Pin(pin_no(board, "lora", "mosi")),
-        miso=Pin(pin_no(board, "lora", "miso")),
-    )
-    tcxo = board_get(board, "radio", "tcxo_mv") or board_get(board, "tcxo_mv")
-    # The driver checks the chip's status at construction and raises if the SPI or
-    # the TCXO voltage is wrong ("Invalid initial status", "BUSY timeout").
-    modem = AsyncSX1262(
-        spi,
-        Pin(pin_no(board, "lora", "cs"), Pin.OUT, value=1),
-        busy=Pin(pin_no(board, "lora", "busy"), Pin.IN),
-        dio1=Pin(pin_no(board, "lora", "dio1"), Pin.IN),
-        reset=Pin(pin_no(board, "lora", "reset"), Pin.OUT, value=1),
-        dio3_tcxo_millivolts=tcxo,
-        lora_cfg=lora_cfg(cfg),
-    )
     # A preallocated packet: the driver reuses it when the length matches (an ACK).
-    return Radio(modem, random.randrange, rx_packet=RxPacket(bytes(_ACK_LEN)))
+    return Radio(make_modem(board, cfg), random.randrange, rx_packet=RxPacket(bytes(_ACK_LEN)))
 
 
 def _adc(pin: int) -> ADC:

@@ -18,7 +18,6 @@ slices every 10 s.
 """
 
 import asyncio
-import json
 import random
 import select
 import sys
@@ -26,9 +25,9 @@ from time import ticks_us
 
 import machine
 import micropython
+from board import load_board, lora_cfg, make_modem
 from compat import ticks_add, ticks_diff, ticks_ms
 from link import FAIL_CHANNEL_BUSY, FAIL_RADIO_TIMEOUT
-from machine import Pin
 from radio import ChannelBusy, Radio, Sx126xRssi
 
 try:
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 else:
     from bridge import Bridge
 
-BOARD_FILE = "/board.json"
 _CHUNK = 64  # serial bytes fed to the bridge at a time
 _RX_SLICE_MS = 500  # the longest receive before looking at the TX queue again
 _HOUSEKEEPING_MS = 100
@@ -51,48 +49,18 @@ _NOISE_EVERY_MS = 10_000
 _WDT_MS = 10_000
 
 
-def load_board(path=BOARD_FILE):
-    with open(path) as f:
-        return json.load(f)
-
-
-def lora_cfg(freq_khz, sf, bw_khz, cr, preamble, power_dbm):
-    return {
-        "freq_khz": freq_khz,
-        "sf": sf,
-        "bw": str(bw_khz),
-        "coding_rate": cr,
-        "preamble_len": preamble,
-        "output_power": power_dbm,
-        "crc_en": True,
-    }
-
-
-def rx_cfg(bridge):
+def tx_cfg(bridge, job):
+    """The radio settings for one TX request: its channel, SF, bandwidth and power."""
     c = bridge.config
-    return lora_cfg(c["freq_khz"], c["sf"], c["bw_khz"], c["cr"], c["preamble"], c["power_dbm"])
-
-
-def make_modem(board, bridge):
-    # micropython-lib lora-sx126x + lora-async, installed with mip (no stubs)
-    from lora import AsyncSX1262  # type: ignore[import-not-found]
-
-    p = board["pins"]
-    spi = machine.SPI(
-        board["radio"]["spi_id"],
-        baudrate=board["radio"]["spi_baud"],
-        sck=Pin(p["lora_sck"]),
-        mosi=Pin(p["lora_mosi"]),
-        miso=Pin(p["lora_miso"]),
-    )
-    return AsyncSX1262(
-        spi,
-        Pin(p["lora_cs"], Pin.OUT, value=1),
-        busy=Pin(p["lora_busy"], Pin.IN),
-        dio1=Pin(p["lora_dio1"], Pin.IN),
-        reset=Pin(p["lora_reset"], Pin.OUT, value=1),
-        dio3_tcxo_millivolts=board["radio"]["tcxo_mv"],
-        lora_cfg=rx_cfg(bridge),
+    return lora_cfg(
+        {
+            "freq_khz": job.freq_khz,
+            "sf": job.sf,
+            "bw_khz": job.bw_khz,
+            "cr": c["cr"],
+            "preamble": c["preamble"],
+            "power_dbm": job.power_dbm,
+        }
     )
 
 
@@ -114,10 +82,7 @@ async def serial_loop(bridge):
 
 
 async def transmit(bridge, modem, radio, job):
-    c = bridge.config
-    modem.configure(
-        lora_cfg(job.freq_khz, job.sf, job.bw_khz, c["cr"], c["preamble"], job.power_dbm)
-    )
+    modem.configure(tx_cfg(bridge, job))
     try:
         end = await radio.transmit(job.frame)
         bridge.transmit_done(job, bridge.now() - ticks_diff(ticks_ms(), end) * 1000)
@@ -126,7 +91,7 @@ async def transmit(bridge, modem, radio, job):
     except (RuntimeError, OSError) as exc:  # BUSY-line timeout, SPI error
         bridge.transmit_failed(job, FAIL_RADIO_TIMEOUT)
         bridge.log(40, "radio: %r" % (exc,))
-    modem.configure(rx_cfg(bridge))
+    modem.configure(lora_cfg(bridge.config))
 
 
 async def radio_loop(bridge, modem, radio):
@@ -136,7 +101,7 @@ async def radio_loop(bridge, modem, radio):
     while True:
         if bridge.config_changed:
             bridge.config_changed = False
-            modem.configure(rx_cfg(bridge))
+            modem.configure(lora_cfg(bridge.config))
         job = bridge.next_tx()
         if job is not None:
             await transmit(bridge, modem, radio, job)
@@ -175,7 +140,7 @@ async def main():
     wdt = machine.WDT(timeout=_WDT_MS)
     out = sys.stdout.buffer
     bridge = Bridge(out.write, ticks_us)
-    modem = make_modem(board, bridge)
+    modem = make_modem(board, bridge.config)
     bridge.config_changed = False
     radio = Radio(modem, random.randrange)
     bridge.start()

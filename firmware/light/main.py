@@ -16,16 +16,15 @@ photocell alone, blinks the status LED twice every 2 s, and looks for a config e
 """
 
 import asyncio
-import json
 import random
 
 import machine
 import provision
+from board import load_board, make_modem, make_store
 from codec import Codec
 from compat import ticks_add, ticks_diff, ticks_ms
 from machine import ADC, PWM, Pin
 from radio import ChannelBusy, Radio
-from store import FileBackend, NvsBackend, Store
 
 try:
     from typing import TYPE_CHECKING
@@ -39,73 +38,10 @@ if TYPE_CHECKING:
 else:
     from light import Light
 
-BOARD_FILE = "/board.json"
 _TICK_MS = 100
 _RX_SLICE_MS = 1000
 _WDT_MS = 10_000
 _PROVISION_POLL_MS = 5000
-
-# Radio settings when the config has none (KR920 default channel, SF9/125 kHz, 14 dBm).
-RADIO_DEFAULTS = {
-    "freq_khz": 922_100,
-    "sf": 9,
-    "bw_khz": 125,
-    "cr": 5,
-    "preamble": 8,
-    # Conducted power. KR920 allows +14 dBm EIRP at >= 922.1 MHz (RP002): with the usual
-    # 2.15 dBi antenna that is 11 dBm at the chip (+13.15 dBm EIRP).
-    "power_dbm": 11,
-}
-
-
-def load_board(path=BOARD_FILE):
-    with open(path) as f:
-        return json.load(f)
-
-
-def make_store(board):
-    if board["storage"]["kind"] == "nvs":
-        import esp32
-
-        return Store(NvsBackend(esp32.NVS("anshim")), machine.RTC())
-    return Store(FileBackend("/state"))
-
-
-def lora_cfg(cfg):
-    r = {}
-    for key in RADIO_DEFAULTS:
-        r[key] = cfg.get(key, RADIO_DEFAULTS[key])
-    return {
-        "freq_khz": r["freq_khz"],
-        "sf": r["sf"],
-        "bw": str(r["bw_khz"]),
-        "coding_rate": r["cr"],
-        "preamble_len": r["preamble"],
-        "output_power": r["power_dbm"],
-    }
-
-
-def make_modem(board, cfg):
-    # micropython-lib lora-sx126x + lora-async, installed with mip (no stubs)
-    from lora import AsyncSX1262  # type: ignore[import-not-found]
-
-    p = board["pins"]
-    spi = machine.SPI(
-        board["radio"]["spi_id"],
-        baudrate=board["radio"]["spi_baud"],
-        sck=Pin(p["lora_sck"]),
-        mosi=Pin(p["lora_mosi"]),
-        miso=Pin(p["lora_miso"]),
-    )
-    return AsyncSX1262(
-        spi,
-        Pin(p["lora_cs"], Pin.OUT, value=1),
-        busy=Pin(p["lora_busy"], Pin.IN),
-        dio1=Pin(p["lora_dio1"], Pin.IN),
-        reset=Pin(p["lora_reset"], Pin.OUT, value=1),
-        dio3_tcxo_millivolts=board["radio"]["tcxo_mv"],
-        lora_cfg=lora_cfg(cfg),
-    )
 
 
 class Settings:

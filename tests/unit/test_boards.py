@@ -183,11 +183,17 @@ def test_every_figure_has_a_source(name: str) -> None:
 
 def test_main_py_reads_only_keys_the_boards_have() -> None:
     """The keys firmware/*/main.py take from a board file exist in every board."""
+    radio_pins = {f"lora_{p}" for p in ("sck", "mosi", "miso", "cs", "busy", "dio1", "reset")}
+    lib = (ROOT / "firmware" / "lib" / "board.py").read_text(encoding="utf-8")
+    assert all(f'"{p.removeprefix("lora_")}"' in lib for p in radio_pins)  # what make_modem reads
+    for name, board in BOARDS.items():
+        assert radio_pins <= set(board["pins"]), (name, radio_pins - set(board["pins"]))
+        assert {"spi_id", "spi_baud", "tcxo_mv"} <= set(board["radio"]), name
+        assert board["storage"]["kind"] in ("nvs", "files"), name
     for app in ("light", "bridge"):
         src = (ROOT / "firmware" / app / "main.py").read_text(encoding="utf-8")
         used = set(re.findall(r'\bp\["(\w+)"\]', src))
         sections = set(re.findall(r'board\["(\w+)"\]', src))
-        assert used and sections
         for name, board in BOARDS.items():
             assert sections <= set(board), (app, name, sections - set(board))
             assert used <= set(_pins(board, app)), (app, name, used - set(_pins(board, app)))
