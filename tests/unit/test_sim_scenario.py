@@ -67,7 +67,7 @@ def test_city_generator() -> None:
     assert sum(d.kind == "light" for d in sc.devices) == 250
     assert len({d.device_id for d in sc.devices}) == 1000
     assert len({d.key for d in sc.devices}) == 1000
-    lat_lo, lat_hi, lon_lo, lon_hi = places.SEONGBUK_BOUNDS
+    lat_lo, lat_hi, lon_lo, lon_hi = places.SEONGBUK_CORE
     assert all(lat_lo <= g.lat <= lat_hi and lon_lo <= g.lon <= lon_hi for g in sc.gateways)
     assert city(1000, 4, seed=3) == city(1000, 4, seed=3)  # reproducible
 

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="publish to this broker (mqtt://host:port), or 'local' for a private mosquitto",
     )
+    p.add_argument(
+        "--register",
+        choices=("covering", "best"),
+        default="covering",
+        help="register each device at every gateway that covers it (default), or only at "
+        "its best one",
+    )
+    p.add_argument(
+        "--iq-inverted",
+        action="store_true",
+        help="model downlinks with inverted IQ, as LoRaWAN sends them (Anshim does not)",
+    )
+    p.add_argument(
+        "--field-test-db",
+        type=float,
+        metavar="DB",
+        help="press only bells whose best link clears the sensitivity by DB, as the crew's "
+        "field test would (default 10 for city and the sweep, none for a scenario file)",
+    )
     p.add_argument("--data-dir", type=Path, help="keep the gateways' journals here")
     p.add_argument("--out", type=Path, help="write report.json, report.txt and plots here")
     p.add_argument(
@@ -70,7 +90,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N,N,...",
         help="city at several fleet sizes: where each goal breaks",
     )
-    p.add_argument("--sweep-hours", type=float, default=3.0, help="simulated hours per size (3)")
+    p.add_argument(
+        "--sweep-hours",
+        type=float,
+        help="simulated hours per size (default: 3-24 h, enough for ~200 presses)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=sim_command)
@@ -94,13 +118,23 @@ def _broker(url: str | None, out: Path | None) -> Iterator[str | None]:
 
 
 def sim_command(args: argparse.Namespace) -> int:
+    # A simulation raises thousands of alarms: the gateways' warnings are not news here.
+    logger = logging.getLogger("anshim")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return _sim(args)
+    finally:
+        logger.setLevel(level)
+
+
+def _sim(args: argparse.Namespace) -> int:
     from tools.sim import report as rp
     from tools.sim import sweep as sw
     from tools.sim import vloop
     from tools.sim.fleet import Simulation
     from tools.sim.scenario import ScenarioError, city, load_scenario
 
-    logging.getLogger("anshim").setLevel(logging.ERROR)  # a sim raises thousands of alarms
     if args.hours <= 0 or args.devices < 1 or args.gateways < 1:
         raise CliError("--hours, --devices and --gateways must be positive", exit_code=2)
     if args.mqtt and args.mqtt != "local" and not args.mqtt.startswith(("mqtt://", "mqtts://")):
@@ -116,18 +150,23 @@ def sim_command(args: argparse.Namespace) -> int:
                 lights_share=args.lights_share,
                 sf=args.sf,
                 boot=args.boot or "naive",
+                iq_inverted=args.iq_inverted,
             )
         else:
             scenario = load_scenario(args.scenario)
             if args.boot:
-                from dataclasses import replace
-
                 scenario = replace(scenario, boot=args.boot)
+            if args.iq_inverted:
+                radio = replace(scenario.radio, downlink_iq_inverted=True)
+                scenario = replace(scenario, radio=radio)
     except ScenarioError as exc:
         raise CliError(str(exc), exit_code=2) from None
     if args.serial:
         scenario = scenario.with_gateways(serial=True)
     duration = args.hours * 3600
+    field_test = args.field_test_db
+    if field_test is None and args.scenario == "city":
+        field_test = sw.FIELD_TEST_DB
     presses = args.presses
     if presses is None:
         presses = round(40 * args.hours) if args.scenario == "city" else 0
@@ -140,6 +179,8 @@ def sim_command(args: argparse.Namespace) -> int:
             warm=not args.cold,
             random_presses=presses,
             press_window=(60.0, max(61.0, duration - 120.0)),
+            registration=args.register,
+            field_test_db=field_test,
         )
         bar = None if args.quiet else ProgressBar(f"simulating {scenario.name}")
         try:
@@ -190,6 +231,9 @@ def _sweep(args: argparse.Namespace, sw: Any, rp: Any) -> int:
         seed=args.seed,
         sf=args.sf,
         boot=args.boot or "naive",
+        registration=args.register,
+        iq_inverted=args.iq_inverted,
+        field_test_db=sw.FIELD_TEST_DB if args.field_test_db is None else args.field_test_db,
         progress=progress,
     )
     text = sw.format_sweep(result)
@@ -207,7 +251,7 @@ def _sweep(args: argparse.Namespace, sw: Any, rp: Any) -> int:
 
 def _strip_samples(report: dict[str, Any]) -> dict[str, Any]:
     out = dict(report)
-    out["presses"] = {k: v for k, v in report["presses"].items() if k != "samples"}
+    out["presses"] = {k: v for k, v in report["presses"].items() if k not in ("samples", "records")}
     return out
 
 

@@ -43,6 +43,10 @@ overlaps it in time on the same channel and spreading factor (frames on another 
 need to be no more than ``inter_sf_rejection_db`` stronger: quasi-orthogonal SFs, Croce
 et al. 2018), and the receiver never transmitted meanwhile (half duplex).
 
+**IQ polarity.** Anshim's downlinks use the same IQ polarity as its uplinks, so a gateway
+can lock on another gateway's downlink and a bell in its receive window on another
+device's uplink; ``downlink_iq_inverted`` models LoRaWAN's inverted downlinks instead.
+
 **Listen before talk** is the firmware's own (`radio.Radio` with `radio.Lbt`): it reads
 the instantaneous RSSI here, which is the power sum of every frame on the air at that
 node's position, on its frequency, plus the noise floor; busy above −65 dBm.
@@ -122,6 +126,10 @@ class RadioSettings:
     noise_figure_db: float = 6.0
     capture_db: float = 6.0
     inter_sf_rejection_db: float = 16.0
+    # LoRaWAN sends downlinks with inverted IQ, so gateways never demodulate each other's
+    # downlinks and devices never demodulate each other's uplinks; Anshim (PROTOCOL.md,
+    # the bridge CONFIG) does not. True models the LoRaWAN way.
+    downlink_iq_inverted: bool = False
     path_loss: PathLoss = field(default_factory=PathLoss)
 
     @property
@@ -220,6 +228,8 @@ class Receiver:
     def _detectable(self, tx: Transmission) -> bool:
         if tx.src is self.node or tx.freq_khz != self.freq_khz or tx.sf != self.sf:
             return False
+        if self.channel.settings.downlink_iq_inverted and tx.downlink != (not self.node.gateway):
+            return False  # the other polarity: never demodulated (it still interferes)
         return self.channel.power(tx, self.node) >= sensitivity_dbm(tx.sf, tx.bw_khz)
 
     def _started(self, tx: Transmission) -> None:
@@ -467,9 +477,12 @@ class Channel:
         if p < sensitivity_dbm(tx.sf, tx.bw_khz):
             return "too weak"
         capture = self.settings.capture_db
+        inverted = self.settings.downlink_iq_inverted
         for other in self._recent:
             if other is tx or other.freq_khz != tx.freq_khz or other.sf != tx.sf:
                 continue
+            if inverted and other.downlink != tx.downlink:
+                continue  # not demodulated: it cannot hold the receiver
             if other.src is node or not (other.start < tx.start < other.end):
                 continue
             po = self.power(other, node)

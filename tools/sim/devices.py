@@ -155,6 +155,7 @@ class RadioHost:
         self.fw = firmware()
         self.receiver: Receiver | None = None
         self._rx_future: asyncio.Future[Any] | None = None
+        self.margin_db = 0.0  # best median link above the sensitivity (set by the simulation)
         self.tx_log: deque[tuple[float, float]] = deque(maxlen=4)  # recent (start, end)
 
     # -- time and randomness, as the device sees them ----------------------------------
@@ -640,9 +641,8 @@ class SimLight(SimDevice):
                 try:
                     await self.radio.transmit(bytes(frame))
                 except self.fw.radio.ChannelBusy:
-                    light.uplink_failed()
+                    light.uplink_failed()  # and straight on with it, as radio_loop does
                     self.sim.stats.lbt_gave_up += 1
-                    return
                 finally:
                     self.listening_since = loop.time()
         finally:

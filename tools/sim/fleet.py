@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import random
@@ -90,6 +91,8 @@ class Stats:
     ble_heard: int = 0
     missed_presses: int = 0
     toa_s: dict[str, float] = field(default_factory=dict)  # airtime by frame type
+    tested_heartbeats: int = 0  # heartbeats from field-tested devices ...
+    tested_heartbeats_heard: int = 0  # ... and how many a gateway heard
 
     @staticmethod
     def add(table: dict[str, int], key: str, n: int = 1) -> None:
@@ -116,7 +119,13 @@ class Simulation:
         press_window: tuple[float, float] | None = None,
         record_events: bool = False,
         supervision_every_s: float | None = None,
+        registration: str = "covering",
+        field_test_db: float | None = None,
     ) -> None:
+        if registration not in ("covering", "best"):
+            raise ValueError(f"registration must be covering or best, got {registration!r}")
+        self.registration = registration
+        self.field_test_db = field_test_db
         self.scenario = scenario
         self.seed = seed
         self.mqtt_url = mqtt_url
@@ -148,6 +157,7 @@ class Simulation:
         self.lights: list[SimLight] = []
         self.gateways: list[SimGateway] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.errors: list[BaseException] = []
         self._sun: tuple[int, tuple[int, int] | None] = (-1, None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.channel: Channel
@@ -156,7 +166,9 @@ class Simulation:
         self.ran_s = 0.0
         self.wall_s = 0.0  # real seconds the run took
         self._mqtt_client: Any = None
+        self._commands_in_flight: dict[tuple[str, str], float] = {}  # -> real deadline
         self.origin = (0.0, 0.0)  # the scenario's centre: the channel's (0, 0)
+        self.uncovered = 0  # devices no gateway hears on a median day
 
     # -- clocks ---------------------------------------------------------------------------
 
@@ -224,7 +236,8 @@ class Simulation:
                 self.lights.append(dev)
             self.devices[d.device_id] = dev
         # Each device is registered at every gateway that can hear it (median link at or
-        # above the sensitivity), or at the best one if none can.
+        # above the sensitivity), or at the best one if none can; with registration
+        # "best", only at the one that hears it best (its home gateway).
         plan: dict[str, list[DeviceSpec]] = {g.gateway_id: [] for g in self.gateways}
         lora_floor = sensitivity_dbm(sc.radio.sf, sc.radio.bw_khz)
         for d in sc.devices:
@@ -235,7 +248,11 @@ class Simulation:
                 links = [(self._ble_rssi(node, gw.node), gw) for gw in self.gateways if gw.spec.ble]
                 floor = BLE_FLOOR_DBM
             covered = [gw for rssi, gw in links if rssi >= floor]
-            if not covered and links:
+            if links:
+                self.devices[d.device_id].margin_db = max(r for r, _ in links) - floor
+            if not covered:
+                self.uncovered += 1
+            if (not covered or self.registration == "best") and links:
                 covered = [max(links, key=lambda pair: pair[0])[1]]
             for gw in covered:
                 plan[gw.gateway_id].append(d)
@@ -269,13 +286,22 @@ class Simulation:
                     await stack.enter_async_context(self._operator_client())
                 self.t0 = self.loop.time()  # the fleet's time starts now
                 self._start_fleet()
+                # The fleet's own objects live as long as the run: keep them out of the
+                # collector's full passes, which would otherwise land, as pauses of
+                # 100 ms and more, in the gateway pipeline times measured here.
+                gc.freeze()
                 try:
                     yield self
                 finally:
+                    gc.unfreeze()
                     self.ran_s = self.now()
                     for task in list(self._tasks):
                         task.cancel()
                     await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.errors:  # a device's task died: the run is not to be trusted
+                raise RuntimeError(
+                    f"{len(self.errors)} simulated device task(s) failed"
+                ) from self.errors[0]
         finally:
             self.wall_s = time.monotonic() - wall0
             if self._own_data:
@@ -304,7 +330,7 @@ class Simulation:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+            self.errors.append(task.exception())  # type: ignore[arg-type]
 
     def _start_fleet(self) -> None:
         loop = self.loop
@@ -338,12 +364,19 @@ class Simulation:
         """A press at a bell that is idle and was not pressed in the last 10 minutes."""
         now = self.loop.time()
         recent = {p.device_id for p in self.presses[-200:] if now - p.at < 600}
-        lora = [b for b in self.bells if b.spec.radio == "lora"]
+        lora = [b for b in self.bells if b.spec.radio == "lora" and self.field_tested(b)]
+        if not lora:
+            return
         for _ in range(50):
             bell = self.rng.choice(lora)
             if bell.state == 0 and bell.device_id not in recent:
                 self.press(bell.device_id, hold_s=self.rng.uniform(0.2, 1.0))
                 return
+
+    def field_tested(self, dev: SimDevice) -> bool:
+        """Would the crew's field test pass here (best median link at least
+        ``field_test_db`` above the sensitivity)? Always, without a threshold."""
+        return self.field_test_db is None or dev.margin_db >= self.field_test_db
 
     def press(self, ref: str | int, *, hold_s: float = 0.4) -> PressRecord:
         """A resident presses a bell (device id, hex id or label) now."""
@@ -403,8 +436,10 @@ class Simulation:
 
     def on_gateway_rx(self, gw: SimGateway, tx: Transmission, rssi: float, snr: float) -> None:
         Stats.add(self.stats.gateway_rx, gw.gateway_id)
-        if tx.data[0] & 0x1F == 0x01:  # an ALARM: the first copy of the current incident?
-            dev = self.devices.get(int.from_bytes(tx.data[2:6], "big"))
+        device_id = int.from_bytes(tx.data[2:6], "big")
+        # An ALARM that this gateway can authenticate: the first copy of the incident?
+        if tx.data[0] & 0x1F == 0x01 and device_id in gw.devices:
+            dev = self.devices.get(device_id)
             inc = dev.incident if isinstance(dev, SimBell) else None
             if inc is not None and inc.gateway_rx is None and inc.event_id is not None:
                 counter = int(inc.event_id[9:], 16)
@@ -458,10 +493,16 @@ class Simulation:
         Stats.add(st.uplinks, name)
         if name == "ALARM" and tx.data[1] & 0x02:
             st.uplink_retries += 1
+        tested = False
+        if name == "HEARTBEAT":
+            src = self.devices.get(int.from_bytes(tx.data[2:6], "big"))
+            tested = src is not None and self.field_tested(src)
+            st.tested_heartbeats += tested
         if tx.overlapped:
             st.overlapped += 1
         if any(g.gateway_id in tx.heard_by for g in self.gateways):
             Stats.add(st.uplinks_heard, name)
+            st.tested_heartbeats_heard += tested
             if tx.overlapped:
                 st.captured += 1
             return
@@ -500,6 +541,7 @@ class Simulation:
         if what == "alarm":
             event_id = payload.get("event_id", "")
             state = payload.get("state")
+            self._commands_in_flight.pop((event_id, str(state)), None)
             self.emit("alarm", gw, event_id=event_id, state=state, device=payload.get("device_id"))
             if state == "raised" and event_id not in self._operator_done:
                 self._operator_done.add(event_id)
@@ -539,15 +581,22 @@ class Simulation:
         from gateway.config import MqttSettings
 
         m = MqttSettings(url=self.mqtt_url)
-        vloop.hold_for(10.0)
-        async with aiomqtt.Client(m.host, m.port, identifier=f"anshim-sim-operator-{self.seed}"):
-            pass  # reachable
         client = aiomqtt.Client(m.host, m.port, identifier=f"anshim-sim-operator-{self.seed}")
-        await client.__aenter__()
+        with vloop.holding():
+            await client.__aenter__()
         self._mqtt_client = client
+        loop = self.loop
+        unhold = None
+        if isinstance(loop, vloop.VirtualTimeLoop):
+            # A command is on its way (broker -> gateways -> their journals): real time.
+            unhold = loop.add_hold(
+                lambda: any(t > time.monotonic() for t in self._commands_in_flight.values())
+            )
         try:
             yield
         finally:
+            if unhold is not None:
+                unhold()
             self._mqtt_client = None
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
@@ -557,9 +606,10 @@ class Simulation:
         verb = "ack" if state == "acknowledged" else "resolve"
         topic = f"anshim/{self.scenario.site}/alarm/{event_id}/{verb}"
         body = json.dumps({"operator": self.operator.name}, ensure_ascii=False)
-        vloop.hold_for(0.5)  # to the broker, to every gateway, and their publishes back
-        await self._mqtt_client.publish(topic, body, qos=1)
-        vloop.hold_for(0.5)
+        # Until a gateway applied it (or half a real second), the clock follows the wall.
+        self._commands_in_flight[(event_id, state)] = time.monotonic() + 0.5
+        with vloop.holding():
+            await self._mqtt_client.publish(topic, body, qos=1)
 
     # -- results --------------------------------------------------------------------------
 

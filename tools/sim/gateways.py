@@ -21,7 +21,7 @@ import contextlib
 import os
 import time
 import tty
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,6 +166,7 @@ class SimGateway:
         self._radio_task: asyncio.Task[None] | None = None
         self._raised: dict[str, float] = {}
         self._raising: str | None = None  # an alarm raised by the frame being injected
+        self._unhold: Callable[[], None] | None = None
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -258,6 +259,9 @@ class SimGateway:
                 await self._upstream_ready()
             yield self
         finally:
+            if self._unhold is not None:
+                self._unhold()
+                self._unhold = None
             for task in (self._radio_task, self._task):
                 if task is not None:
                     task.cancel()
@@ -269,18 +273,19 @@ class SimGateway:
     async def _upstream_ready(self) -> None:
         service = self.service
         assert service is not None
-        vloop.hold_for(30.0)  # connecting is real I/O: real time until it is done
-        while service.upstream is None or not service.upstream.connected:
-            await asyncio.sleep(0.01)
+        with vloop.holding():  # connecting is real I/O: real time until it is done
+            while service.upstream is None or not service.upstream.connected:
+                await asyncio.sleep(0.01)
         service.upstream.on_puback = self._on_puback
         loop = asyncio.get_running_loop()
         if isinstance(loop, vloop.VirtualTimeLoop):
-            loop.hold_for(0)
             upstream = service.upstream
             core = service.core
             assert core is not None
             # While anything waits in the outbox the broker is working for us: real time.
-            loop.add_hold(lambda: upstream.connected and core.journal.outbox_size() > 0)
+            self._unhold = loop.add_hold(
+                lambda: upstream.connected and core.journal.outbox_size() > 0
+            )
 
     # -- frames in ----------------------------------------------------------------------
 
@@ -394,8 +399,9 @@ class PtyBridge(RadioHost):
 
     def received(self, tx: Transmission, rssi: float, snr: float) -> None:
         self.bridge.received(tx.data, round(rssi), round(snr * 4), 0)
-        # The gateway answers after its 50 ms gathering: keep real time until then.
-        vloop.hold_for(0.3)
+        # A frame that opens a receive window is answered after the gateway's 50 ms
+        # gathering: keep to real time until the TX request is back over the pty.
+        vloop.hold_for(0.3 if tx.data[1] & 0x01 else 0.05)
 
     async def _housekeeping(self) -> None:
         while True:

@@ -90,7 +90,8 @@ def press_figures(sim: Simulation) -> dict[str, Any]:
     return {
         "presses": len(sim.presses),
         "counted": len(counted),
-        "missed_by_bell": sum(1 for p in counted if p.missed),
+        # Never seen by the bell: released while its loop was busy (or still unseen).
+        "missed_by_bell": sum(1 for p in counted if p.missed or p.event_id is None),
         "joined_open_incident": sum(1 for p in sim.presses if p.joined),
         "never_heard_by_a_gateway": never_heard,
         "never_acknowledged": sum(1 for p in counted if p.delivered is None),
@@ -104,11 +105,33 @@ def press_figures(sim: Simulation) -> dict[str, Any]:
         "alarm_tries_until_ack": percentiles([float(t) for t in tries]),
         "acknowledged_within_10s": _ratio(acked_in_time, len(counted)),
         "mqtt_basis": "measured (broker PUBACK)" if sim.mqtt_url else "modelled (+1 ms publish)",
+        "records": [_record(p, sim.t0) for p in sim.presses],
         "samples": {
             "press_to_gateway_s": to_gw,
             "press_to_mqtt_s": to_mqtt,
             "press_to_acknowledged_s": to_ack,
         },
+    }
+
+
+def _record(p: PressRecord, t0: float) -> dict[str, Any]:
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - p.at, 4)
+
+    return {
+        "device_id": f"{p.device_id:08x}",
+        "event_id": p.event_id,
+        "pressed_s": round(p.at - t0, 3),  # after the start of the run
+        "hold_s": round(p.hold_s, 3),
+        "joined": p.joined,
+        "missed": p.missed,
+        "gateway_s": rel(p.gateway_rx),
+        "pipeline_ms": None if p.processing_s is None else round(p.processing_s * 1000, 3),
+        "mqtt_s": rel(p.mqtt),
+        "acknowledged_s": rel(p.delivered),
+        "help_coming_s": rel(p.acknowledged),
+        "resolved_s": rel(p.resolved),
+        "alarm_tries": p.alarm_tries,
     }
 
 
@@ -193,6 +216,14 @@ def channel_figures(sim: Simulation) -> dict[str, Any]:
             "lost": dict(sorted(st.downlink_lost.items())),
             "rejected_as_replay_by_devices": replays,
         },
+        "devices_out_of_coverage": sim.uncovered,
+        "field_test_db": sim.field_test_db,
+        "devices_failing_field_test": sum(
+            1 for d in sim.devices.values() if not sim.field_tested(d)
+        ),
+        # Heartbeats are heard as an ALARM's first try is (same size, same air): the share
+        # of first tries that get through, at the field-tested devices, from many frames.
+        "first_try_estimate": _ratio(st.tested_heartbeats_heard, st.tested_heartbeats),
         "lbt_gave_up": st.lbt_gave_up,
         "airtime_s": {k: round(v, 1) for k, v in sorted(st.toa_s.items())},
         "offered_load_erlang": round(airtime / duration, 4),
@@ -317,7 +348,9 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             "freq_khz": sc.radio.freq_khz,
             "power_dbm": sc.radio.power_dbm,
             "boot": sc.boot,
+            "downlink_iq_inverted": sc.radio.downlink_iq_inverted,
             "seed": sim.seed,
+            "registration": sim.registration,
             "started_at": sim.started_at,
             "mqtt": bool(sim.mqtt_url),
         },
@@ -369,7 +402,9 @@ def format_text(r: dict[str, Any]) -> str:
         f"Anshim fleet simulation — {sc['title'] or sc['name']}",
         f"  {sc['devices'].get('bell', 0)} bells, {sc['devices'].get('light', 0)} lights, "
         f"{len(sc['gateways'])} gateways; SF{sc['sf']} on {sc['freq_khz'] / 1000:.1f} MHz, "
-        f"{sc['power_dbm']:g} dBm; {sc['boot']} boot; seed {sc['seed']}",
+        f"{sc['power_dbm']:g} dBm; {sc['boot']} boot; devices registered at "
+        f"{sc['registration']} gateway(s); downlink IQ "
+        f"{'inverted' if sc['downlink_iq_inverted'] else 'as uplinks'}; seed {sc['seed']}",
         f"  simulated {run['simulated_s'] / 3600:.2f} h in {run['wall_s']:.1f} s wall "
         f"(x{run['speedup']}); {run['device_hours']:.0f} device-hours, "
         f"{run['device_hours_per_wall_s']} device-hours per wall second",
@@ -415,8 +450,19 @@ def format_text(r: dict[str, Any]) -> str:
     lines.append(
         f"Uplinks: {up['sent']} sent, {up['heard']} heard by a gateway "
         f"({(up['delivery_ratio'] or 0) * 100:.2f} %); offered load "
-        f"{rd['offered_load_erlang']} Erlang"
+        f"{rd['offered_load_erlang']} Erlang; {rd['devices_out_of_coverage']} devices out of "
+        "every gateway's median range"
     )
+    if rd["field_test_db"] is not None:
+        lines.append(
+            f"  presses only at bells that pass a field test ({rd['field_test_db']:g} dB margin);"
+            f" {rd['devices_failing_field_test']} devices would fail it"
+        )
+    if rd["first_try_estimate"] is not None:
+        lines.append(
+            f"  a first try gets through {rd['first_try_estimate'] * 100:.2f} % of the time "
+            "(heartbeats of field-tested devices heard)"
+        )
     for k, v in up["by_type"].items():
         lines.append(
             f"  {k:<13} {v['sent']:>8} sent {v['heard']:>8} heard  {(v['ratio'] or 0) * 100:6.2f} %"
@@ -435,6 +481,15 @@ def format_text(r: dict[str, Any]) -> str:
         ratio = (v["ratio"] or 0) * 100
         lines.append(f"  {k:<13} {v['sent']:>8} sent {v['delivered']:>8} delivered {ratio:6.2f} %")
     lines.append(f"  lost: {down['lost'] or 'none'}")
+    air = rd["airtime_s"]
+    total_air = sum(air.values()) or 1.0
+    lines.append(
+        "Airtime by frame type: "
+        + ", ".join(
+            f"{k} {v / total_air * 100:.0f} %"
+            for k, v in sorted(air.items(), key=lambda kv: -kv[1])
+        )
+    )
     lines.append("Channel per gateway (share of time a detectable frame is on the air there):")
     for gid, gw in rd["gateways"].items():
         p = gw["pipeline"]

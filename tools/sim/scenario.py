@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.sim.channel import PathLoss, RadioSettings
-from tools.sim.places import SEONGBUK_BOUNDS, national_point_number
+from tools.sim.places import SEONGBUK_CORE, national_point_number
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 KINDS = ("bell", "light")
@@ -188,6 +188,7 @@ def _radio(data: Any) -> RadioSettings:
         gateway_antenna_dbi=t.number("gateway_antenna_dbi", base.gateway_antenna_dbi, -10, 20),
         noise_figure_db=t.number("noise_figure_db", base.noise_figure_db, 0, 20),
         capture_db=t.number("capture_db", base.capture_db, 0, 30),
+        downlink_iq_inverted=t.take("downlink_iq_inverted", bool, False),
         path_loss=path_loss,
     )
     t.finish()
@@ -357,13 +358,14 @@ def city(
     seed: int = 1,
     lights_share: float = 0.3,
     heartbeat_s: int = 3600,
-    bounds: tuple[float, float, float, float] = SEONGBUK_BOUNDS,
+    bounds: tuple[float, float, float, float] = SEONGBUK_CORE,
     sf: int = 9,
     boot: str = "naive",
     path_loss: PathLoss | None = None,
+    iq_inverted: bool = False,
 ) -> Scenario:
-    """``devices`` bells and lights spread uniformly over ``bounds`` (default: the extent
-    of Seongbuk-gu, ~5.8 x 9.2 km), ``gateways`` on a regular grid over it, every device
+    """``devices`` bells and lights spread uniformly over ``bounds`` (default: the core of
+    Seongbuk-gu, 5.0 x 6.2 km), ``gateways`` on a regular grid over it, every device
     reporting every ``heartbeat_s`` (bells' heartbeats, lights' status), all on one
     channel at ``sf``."""
     if devices < 1 or gateways < 1:
@@ -402,7 +404,9 @@ def city(
                 key=device_key(name, device_id),
             )
         )
-    radio = RadioSettings(sf=sf, path_loss=path_loss or PathLoss())
+    radio = RadioSettings(
+        sf=sf, path_loss=path_loss or PathLoss(), downlink_iq_inverted=iq_inverted
+    )
     return Scenario(
         name=name,
         title=f"city scale: {devices} devices, {gateways} gateways, SF{sf}",

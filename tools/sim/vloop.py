@@ -23,9 +23,10 @@ The same simulation code runs unchanged on a normal loop in real time (the demo)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -148,6 +149,20 @@ def run(main: Coroutine[Any, Any, T], *, start: float = 0.0, max_speed: float | 
 
     with asyncio.Runner(loop_factory=factory) as r:
         return r.run(main)
+
+
+@contextlib.contextmanager
+def holding() -> Iterator[None]:
+    """Wall-clock speed for as long as the block runs (e.g. connecting to a broker)."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualTimeLoop):
+        yield
+        return
+    remove = loop.add_hold(lambda: True)
+    try:
+        yield
+    finally:
+        remove()
 
 
 def hold_for(real_s: float) -> None:
