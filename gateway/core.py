@@ -511,6 +511,9 @@ class Core:
     def _schedule_reply(
         self, frame: fr.Frame, device: Device, rx: Reception, alarm_event: str | None
     ) -> None:
+        if device.listen_only:
+            self.metrics.inc("replies_left_to_home_gateway")
+            return
         key = (device.device_id, frame.counter)
         reply = self._replies.get(key)
         if reply is not None:
@@ -583,6 +586,8 @@ class Core:
 
     def send_now(self, device: Device, payload: fr.Payload, what: str) -> bool:
         """Send a downlink to an always-listening device (a light) at once."""
+        if device.listen_only:
+            return False  # its home gateway sends it
         state = self._state[device.device_id]
         receiver = state.get("receiver")
         if not receiver or not self._can_send(receiver):
@@ -597,6 +602,8 @@ class Core:
 
     def queue_command(self, device: Device, payload: fr.Payload) -> str:
         """A command for a device: lights get it now, bells at their next receive window."""
+        if device.listen_only:
+            return "left to its home gateway"
         if device.kind == "light" and self.send_now(device, payload, "command"):
             return "sent"
         now = self.clock()

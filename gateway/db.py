@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS devices (
     cameras TEXT NOT NULL DEFAULT '[]',
     heartbeat_s INTEGER,
     created_at REAL NOT NULL,
-    retired_at REAL
+    retired_at REAL,
+    listen_only INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS device_state (
     device_id INTEGER PRIMARY KEY,
@@ -104,6 +105,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
+    _migrate(conn)
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
@@ -113,3 +115,10 @@ def connect(path: Path) -> sqlite3.Connection:
         if side.exists():
             os.chmod(side, 0o600)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since a database was created."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(devices)")}
+    if "listen_only" not in columns:
+        conn.execute("ALTER TABLE devices ADD COLUMN listen_only INTEGER NOT NULL DEFAULT 0")

@@ -58,6 +58,10 @@ class Device:
     heartbeat_s: int | None = None
     created_at: float = 0.0
     retired_at: float | None = None
+    # Heard here, answered by its home gateway: where a device is in range of several
+    # gateways, only one sends it downlinks (ACKs, commands), so their transmissions do
+    # not collide at the device and its downlink counter has one owner.
+    listen_only: bool = False
 
     @property
     def hex_id(self) -> str:
@@ -74,6 +78,7 @@ class Device:
             "place": self.place.as_dict(),
             "cameras": list(self.cameras),
             "heartbeat_s": self.heartbeat_s,
+            "listen_only": self.listen_only,
             "created_at": self.created_at,
             "retired": self.retired_at is not None,
         }
@@ -191,26 +196,9 @@ class Registry:
 
     # --- writing (each call is one transaction) ---
 
-    def add(
-        self,
-        *,
-        kind: str,
-        place: Place,
-        cameras: Iterable[str] = (),
-        heartbeat_s: int | None = None,
-        device_id: int | None = None,
-        key: bytes | None = None,
-        anywhere: bool = False,
-    ) -> Device:
-        device = self._new_device(
-            kind=kind,
-            place=place,
-            cameras=cameras,
-            heartbeat_s=heartbeat_s,
-            device_id=device_id,
-            key=key,
-            anywhere=anywhere,
-        )
+    def add(self, **fields: Any) -> Device:
+        """Register one device (fields as `_new_device`); one transaction."""
+        device = self._new_device(**fields)
         with _transaction(self.conn):
             self._insert(device)
         return device
@@ -282,6 +270,7 @@ class Registry:
         device_id: int | None = None,
         key: bytes | None = None,
         anywhere: bool = False,
+        listen_only: bool = False,
     ) -> Device:
         if kind not in KINDS:
             raise RegistryError(f"kind {kind!r} must be one of {', '.join(KINDS)}")
@@ -305,6 +294,7 @@ class Registry:
             cameras=cams,
             heartbeat_s=heartbeat_s,
             created_at=time.time(),
+            listen_only=bool(listen_only),
         )
 
     def _free_id(self, kind: str) -> int:
@@ -320,8 +310,8 @@ class Registry:
         try:
             self.conn.execute(
                 "INSERT INTO devices (device_id, kind, name, key, lat, lon, national_point_number,"
-                " plate_id, trail, cameras, heartbeat_s, created_at) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " plate_id, trail, cameras, heartbeat_s, created_at, listen_only) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     d.device_id,
                     d.kind,
@@ -335,6 +325,7 @@ class Registry:
                     json.dumps(list(d.cameras)),
                     d.heartbeat_s,
                     d.created_at,
+                    int(d.listen_only),
                 ),
             )
             self.conn.execute(
@@ -377,4 +368,5 @@ def _device(row: tuple[Any, ...], conn: sqlite3.Connection) -> Device:
         heartbeat_s=r["heartbeat_s"],
         created_at=r["created_at"],
         retired_at=r["retired_at"],
+        listen_only=bool(r.get("listen_only", 0)),
     )

@@ -79,6 +79,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_config_options(imp)
     imp.add_argument("csv", type=Path, metavar="devices.csv")
     imp.add_argument("--anywhere", action="store_true", help="allow places outside Korea")
+    imp.add_argument(
+        "--listen-only",
+        action="store_true",
+        help="this gateway hears these devices, their home gateway answers them "
+        "(import the home gateway's `export --with-keys`)",
+    )
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(handler=import_command)
 
@@ -236,7 +242,13 @@ def import_command(args: argparse.Namespace) -> int:
         bar = ProgressBar(f"importing {args.csv.name}")
         try:
             with bar:
-                result = dv.import_csv(registry, args.csv, anywhere=args.anywhere, progress=bar)
+                result = dv.import_csv(
+                    registry,
+                    args.csv,
+                    anywhere=args.anywhere,
+                    listen_only=args.listen_only,
+                    progress=bar,
+                )
         except UsageError as exc:
             raise CliError(f"{exc}; nothing was imported", exit_code=1) from None
         devices = [registry.require(i) for i in result.device_ids]

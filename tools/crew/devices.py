@@ -340,9 +340,13 @@ def import_csv(
     path: Path,
     *,
     anywhere: bool = False,
+    listen_only: bool = False,
     progress: Progress | None = None,
 ) -> ImportResult:
-    """Import every row of ``path`` in one transaction: all of them, or none."""
+    """Import every row of ``path`` in one transaction: all of them, or none.
+
+    ``listen_only``: this gateway hears these devices but another (their home gateway,
+    whose export with keys this file is) answers them."""
     rows = read_csv(path, anywhere=anywhere)
     for r in rows:
         device_id = r.row.get("device_id")
@@ -354,7 +358,7 @@ def import_csv(
     def feed() -> Iterator[dict[str, Any]]:
         for i, r in enumerate(rows):
             current.line = r.line
-            yield r.row
+            yield {**r.row, "listen_only": True} if listen_only else r.row
             if progress is not None and (i % 50 == 49 or i == total - 1):
                 progress(i + 1, total)
 
