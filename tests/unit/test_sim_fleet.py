@@ -84,7 +84,10 @@ def test_a_press_is_raised_delivered_acknowledged_and_resolved(trail_run: Simula
     gateway = [e.data["state"] for e in sim.events if e.kind == "alarm"]
     assert gateway == ["raised", "delivered", "acknowledged", "resolved"]
     [press] = sim.presses
-    assert press.event_id == "0a000101-" + press.event_id[9:] and not press.missed
+    assert press.event_id is not None and press.event_id.startswith("0a000101-")
+    assert not press.missed
+    [incident] = [e for e in sim.events if e.kind == "incident"]
+    assert incident.data == {"event_id": press.event_id, "pressed_t": pytest.approx(100)}
     assert press.at < press.gateway_rx < press.delivered < press.acknowledged < press.resolved
     # Frozen boot (48.8 ms) + LBT (~7 ms) + 185 ms on air: the gateway hears it in ~0.25 s.
     assert 0.24 < press.gateway_rx - press.at < 0.30

@@ -27,6 +27,10 @@ Modules: `vloop` (the virtual clock), `channel` (the radio model and its constan
         operator=Operator(ack_after_s=(3, 8), resolve_after_s=(20, 40)),  # None: nobody
         stagger_s=30,                     # devices wake within this many seconds
         warm=True,                        # devices as if long running (no power-on burst)
+        record_events=False,              # True: also keep every event in sim.events
+        registration="covering",          # or "best": each device at one gateway only
+        random_presses=0,                 # presses at random idle bells ...
+        press_window=None,                # ... between these seconds (default 60..3600)
     )
     sim.subscribe(on_event)               # on_event(SimEvent) for every event below
     async with sim.running():             # gateways up, fleet started
@@ -40,6 +44,8 @@ Modules: `vloop` (the virtual clock), `channel` (the radio model and its constan
 
 ==============  =============================================================================
 press           a resident pressed a bell (``hold_s``, ``label``)
+incident        the bell opened an incident for a press: its ``event_id`` (the MQTT
+                alarm's id) and ``pressed_t`` (the press, seconds since start)
 feedback        the bell's LED/buzzer pattern changed (``pattern``: IDLE, SENDING,
                 NOT_THROUGH, DELIVERED, ACKNOWLEDGED, RESOLVED; ``state``)
 bell_state      the bell's own alarm state changed (``state``: pending, delivered,

@@ -341,6 +341,8 @@ class SimBell(SimDevice):
         self._wake_button = True
         self.asleep_since: float | None = None
         self.boots = 0
+        self.rx_rejected = 0  # frames heard in a window that were not for this bell
+        self.rx_replayed = 0  # downlinks refused: counter not above the last accepted
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -451,6 +453,9 @@ class SimBell(SimDevice):
                         await asyncio.sleep(0)
         finally:
             self.energy.awake_s += loop.time() - awake_from
+            # The firmware's counters live in RAM: add them up before the next boot.
+            self.rx_rejected += bell.rx_rejected
+            self.rx_replayed += bell.rx_replayed
         if deep is None:
             return int(b.BOOT_WARM)
         return await self._deep_sleep(*deep)

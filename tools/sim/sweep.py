@@ -146,13 +146,24 @@ def sweep(
     }
 
 
-def _break(rows: list[dict[str, Any]], key: str) -> dict[str, int | None]:
-    last_met = None
-    for row in rows:
-        if not row[key]:
-            return {"last_met": last_met, "first_broken": row["devices"]}
-        last_met = row["devices"]
-    return {"last_met": last_met, "first_broken": None}
+def _break(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The largest size that met the goal, the smallest larger one that did not, and
+    smaller sizes that missed it anyway (a few presses in ~50: noise, or a coverage hole)."""
+    met = [r["devices"] for r in rows if r[key]]
+    last_met = max(met) if met else None
+    above = [
+        r["devices"] for r in rows if not r[key] and (last_met is None or r["devices"] > last_met)
+    ]
+    below = [
+        r["devices"]
+        for r in rows
+        if not r[key] and last_met is not None and r["devices"] < last_met
+    ]
+    return {
+        "last_met": last_met,
+        "first_broken": min(above) if above else None,
+        "also_missed_at": below,
+    }
 
 
 def format_sweep(s: dict[str, Any]) -> str:
@@ -183,11 +194,19 @@ def format_sweep(s: dict[str, Any]) -> str:
         ("acknowledged_within_10s_ge_99_9pct", ">= 99.9 % acknowledged within 10 s"),
     ):
         b = s["breaks"][goal]
+        also = ""
+        if b["also_missed_at"]:
+            sizes = ", ".join(str(n) for n in b["also_missed_at"])
+            also = f" (also missed at {sizes})"
         if b["first_broken"] is None:
-            lines.append(f"  {label}: met at every size tried (up to {b['last_met']})")
+            lines.append(f"  {label}: met at every size tried (up to {b['last_met']}){also}")
         else:
             lines.append(
                 f"  {label}: met up to {b['last_met'] or 'no size tried'}, broken from "
-                f"{b['first_broken']} devices"
+                f"{b['first_broken']} devices{also}"
             )
+    lines.append(
+        "  ('met' for the 10 s goal: no press of that size failed it; with ~200 presses that "
+        "is consistent with 99.9 %, not a proof: it takes thousands)"
+    )
     return "\n".join(lines)
