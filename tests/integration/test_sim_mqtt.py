@@ -112,7 +112,8 @@ def test_two_gateways_one_event_id_on_the_broker(broker: Broker) -> None:
     assert {b["gateway_id"] for _, b in alarms} == {"gw-jeongneung", "gw-donam"}
     assert len({b["event_id"] for _, b in alarms}) == 1  # one press, one event id
     assert len({t for t, _ in alarms}) == 1
-    assert {len(g.devices) for g in sim.gateways} == {1}  # registered at both
+    assert {len(g.devices) for g in sim.gateways} == {1}  # registered at both ...
+    assert sum(len(g.answers) for g in sim.gateways) == 1  # ... answered by its home one
 
 
 def test_the_serial_path_through_the_bridge_firmware_on_a_pty() -> None:

@@ -64,10 +64,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--register",
-        choices=("covering", "best"),
-        default="covering",
-        help="register each device at every gateway that covers it (default), or only at "
-        "its best one",
+        choices=("home", "covering", "best"),
+        default="home",
+        help="home (default): at every gateway that hears the device, answered by the best "
+        "one only (the others listen only); covering: every such gateway answers; best: "
+        "registered at its best gateway only",
     )
     p.add_argument(
         "--iq-inverted",

@@ -28,7 +28,9 @@ Modules: `vloop` (the virtual clock), `channel` (the radio model and its constan
         stagger_s=30,                     # devices wake within this many seconds
         warm=True,                        # devices as if long running (no power-on burst)
         record_events=False,              # True: also keep every event in sim.events
-        registration="covering",          # or "best": each device at one gateway only
+        registration="home",              # at every gateway that hears it, answered by the
+                                          #   best one ("covering": all answer; "best":
+                                          #   registered at one gateway only)
         random_presses=0,                 # presses at random idle bells ...
         press_window=None,                # ... between these seconds (default 60..3600)
     )

@@ -27,6 +27,10 @@ from tools.sim.firmware import firmware
 from tools.sim.gateways import SimGateway
 from tools.sim.scenario import DeviceSpec, Scenario
 
+# Where a device is registered: "home" at every gateway that hears it, answered only by
+# the one that hears it best (the others listen only: gateway/MQTT.md); "covering" at
+# every such gateway, each answering; "best" at its best gateway only.
+REGISTRATIONS = ("home", "covering", "best")
 FRAME_TYPES = {
     0x01: "ALARM",
     0x02: "ALARM_UPDATE",
@@ -119,11 +123,13 @@ class Simulation:
         press_window: tuple[float, float] | None = None,
         record_events: bool = False,
         supervision_every_s: float | None = None,
-        registration: str = "covering",
+        registration: str = "home",
         field_test_db: float | None = None,
     ) -> None:
-        if registration not in ("covering", "best"):
-            raise ValueError(f"registration must be covering or best, got {registration!r}")
+        if registration not in REGISTRATIONS:
+            raise ValueError(
+                f"registration must be one of {', '.join(REGISTRATIONS)}, got {registration!r}"
+            )
         self.registration = registration
         self.field_test_db = field_test_db
         self.scenario = scenario
@@ -236,9 +242,8 @@ class Simulation:
                 self.lights.append(dev)
             self.devices[d.device_id] = dev
         # Each device is registered at every gateway that can hear it (median link at or
-        # above the sensitivity), or at the best one if none can; with registration
-        # "best", only at the one that hears it best (its home gateway).
-        plan: dict[str, list[DeviceSpec]] = {g.gateway_id: [] for g in self.gateways}
+        # above the sensitivity), or at the best one if none can (see REGISTRATIONS).
+        plan: dict[str, list[tuple[DeviceSpec, bool]]] = {g.gateway_id: [] for g in self.gateways}
         lora_floor = sensitivity_dbm(sc.radio.sf, sc.radio.bw_khz)
         for d in sc.devices:
             node = self.devices[d.device_id].node
@@ -252,10 +257,12 @@ class Simulation:
                 self.devices[d.device_id].margin_db = max(r for r, _ in links) - floor
             if not covered:
                 self.uncovered += 1
-            if (not covered or self.registration == "best") and links:
-                covered = [max(links, key=lambda pair: pair[0])[1]]
+            best = max(links, key=lambda pair: pair[0])[1] if links else None
+            if (not covered or self.registration == "best") and best is not None:
+                covered = [best]
             for gw in covered:
-                plan[gw.gateway_id].append(d)
+                listen_only = self.registration == "home" and gw is not best
+                plan[gw.gateway_id].append((d, listen_only))
         for gw in self.gateways:
             gw.register(plan[gw.gateway_id])
 

@@ -161,6 +161,7 @@ class SimGateway:
         self.ble: BleSimTransport | None = None
         self.service: Gateway | None = None
         self.devices: set[int] = set()  # registered here
+        self.answers: set[int] = set()  # registered here and not listen-only
         self.processing: list[float] = []  # wall seconds per frame through the pipeline
         self._task: asyncio.Task[None] | None = None
         self._radio_task: asyncio.Task[None] | None = None
@@ -191,8 +192,9 @@ class SimGateway:
             rules=RulesSettings(),
         )
 
-    def register(self, devices: list[DeviceSpec]) -> None:
-        """The installer's registration of the devices this gateway covers."""
+    def register(self, devices: list[tuple[DeviceSpec, bool]]) -> None:
+        """The installer's registration of the devices this gateway covers: (device,
+        listen-only) pairs."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conn = db.connect(self.data_dir / "anshim.db")
         try:
@@ -204,6 +206,7 @@ class SimGateway:
                         "key": d.key,
                         "heartbeat_s": d.heartbeat_s,
                         "cameras": d.cameras,
+                        "listen_only": listen_only,
                         "place": Place(
                             lat=d.lat,
                             lon=d.lon,
@@ -213,12 +216,13 @@ class SimGateway:
                             trail=d.trail,
                         ),
                     }
-                    for d in devices
+                    for d, listen_only in devices
                 ]
             )
         finally:
             conn.close()
-        self.devices = {d.device_id for d in devices}
+        self.devices = {d.device_id for d, _ in devices}
+        self.answers = {d.device_id for d, listen_only in devices if not listen_only}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[SimGateway]:

@@ -171,6 +171,7 @@ def channel_figures(sim: Simulation) -> dict[str, Any]:
         core = g.service.core if g.service else None
         gws[g.gateway_id] = {
             "devices_registered": len(g.devices),
+            "devices_answered": len(g.answers),
             "frames_received": st.gateway_rx.get(g.gateway_id, 0),
             "channel_busy": round(busy / duration, 5),
             "own_tx_duty": round(host.tx_s / duration, 5),
@@ -408,8 +409,8 @@ def format_text(r: dict[str, Any]) -> str:
         f"Anshim fleet simulation — {sc['title'] or sc['name']}",
         f"  {sc['devices'].get('bell', 0)} bells, {sc['devices'].get('light', 0)} lights, "
         f"{len(sc['gateways'])} gateways; SF{sc['sf']} on {sc['freq_khz'] / 1000:.1f} MHz, "
-        f"{sc['power_dbm']:g} dBm; {sc['boot']} boot; devices registered at "
-        f"{sc['registration']} gateway(s); downlink IQ "
+        f"{sc['power_dbm']:g} dBm; {sc['boot']} boot; registration "
+        f"{sc['registration']!r}; downlink IQ "
         f"{'inverted' if sc['downlink_iq_inverted'] else 'as uplinks'}; seed {sc['seed']}",
         f"  simulated {run['simulated_s'] / 3600:.2f} h in {run['wall_s']:.1f} s wall "
         f"(x{run['speedup']}); {run['device_hours']:.0f} device-hours, "
@@ -503,7 +504,8 @@ def format_text(r: dict[str, Any]) -> str:
         lines.append(
             f"  {gid:<22} busy {gw['channel_busy'] * 100:5.2f} %  "
             f"own TX {gw['own_tx_duty'] * 100:5.2f} %"
-            f"  {gw['devices_registered']} devices, {gw['frames_received']} frames in,"
+            f"  {gw['devices_registered']} devices ({gw['devices_answered']} answered),"
+            f" {gw['frames_received']} frames in,"
             f" {p.get('duplicate_copies', 0)} duplicate copies, {p.get('alarms', 0)} alarms,"
             f" {p.get('offline', 0)} offline events"
         )

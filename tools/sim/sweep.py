@@ -43,7 +43,7 @@ def run_city(
     lights_share: float = 0.3,
     path_loss: PathLoss | None = None,
     mqtt_url: str | None = None,
-    registration: str = "covering",
+    registration: str = "home",
     iq_inverted: bool = False,
     field_test_db: float | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -90,7 +90,7 @@ def sweep(
     seed: int = 1,
     sf: int = 9,
     boot: str = "naive",
-    registration: str = "covering",
+    registration: str = "home",
     iq_inverted: bool = False,
     field_test_db: float | None = FIELD_TEST_DB,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
@@ -170,7 +170,7 @@ def format_sweep(s: dict[str, Any]) -> str:
     lines = [
         f"Sweep: city scenario (Seongbuk-gu core, 31 km2), {s['gateways']} gateways, "
         f"SF{s['sf']}, one channel, every device reporting hourly; {s['boot']} boot; devices "
-        f"registered at {s['registration']} gateway(s); downlink IQ "
+        f"registration {s['registration']!r}; downlink IQ "
         f"{'inverted' if s['downlink_iq_inverted'] else 'as uplinks'}; presses at bells with "
         f"a {s['field_test_db']:g} dB field-test margin; '1st try' = their heartbeats heard",
         f"  {'devices':>8} {'hours':>5} {'load Erl':>9} {'uplinks ok':>10} {'1st try':>8} "
