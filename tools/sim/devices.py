@@ -12,6 +12,11 @@ memory, after the board's boot time (``naive`` MicroPython boot 635 ms, ``frozen
 48.8 ms: hardware/boards/*.json). A press is a button level held for ``hold_s``; the glue
 reads the level when its loop runs, as main.py does, so a short press while the bell is
 busy transmitting or booting can be missed (the simulator counts those).
+
+A light is ticked every ``Simulation.light_tick_s`` (10 s; main.py ticks every 100 ms):
+its schedule, photocell, supervision and status timer need no more, and the firmware
+integrates energy exactly over steps up to 10 s; a strobe's 500 ms flashes are not
+resolved, its start and end are (events). Its receiver is on whenever it is not sending.
 """
 
 from __future__ import annotations

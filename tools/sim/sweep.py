@@ -123,8 +123,7 @@ def sweep(
             "press_to_mqtt_p50_s": r["presses"]["press_to_mqtt_s"].get("p50"),
             "press_to_mqtt_p99_s": g["press_to_mqtt_p99_le_1s"]["value_s"],
             "acknowledged_within_10s": g["acknowledged_within_10s_ge_99_9pct"]["value"],
-            # Met only if the presses say so and the first-try share backs it up.
-            "p99_goal_met": g["press_to_mqtt_p99_le_1s"]["met"] and (first_try or 0) >= 0.99,
+            "p99_goal_met": _p99_met(r["presses"]["counted"], g, first_try),
             "ack_goal_met": g["acknowledged_within_10s_ge_99_9pct"]["met"],
             "wall_s": r["run"]["wall_s"],
         }
@@ -144,6 +143,15 @@ def sweep(
             "acknowledged_within_10s_ge_99_9pct": _break(rows, "ack_goal_met"),
         },
     }
+
+
+def _p99_met(presses: int, goals: dict[str, Any], first_try: float | None) -> bool:
+    """p99 <= 1 s needs 99 % of first tries through (a retry is >= 3.5 s later): the share
+    of heartbeats heard says so from thousands of frames; the presses must agree when there
+    are enough of them (100 or more) to have a p99 of their own."""
+    if (first_try or 0.0) < 0.99:
+        return False
+    return presses < 100 or bool(goals["press_to_mqtt_p99_le_1s"]["met"])
 
 
 def _break(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -169,7 +177,7 @@ def _break(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
 def format_sweep(s: dict[str, Any]) -> str:
     lines = [
         f"Sweep: city scenario (Seongbuk-gu core, 31 km2), {s['gateways']} gateways, "
-        f"SF{s['sf']}, one channel, every device reporting hourly; {s['boot']} boot; devices "
+        f"SF{s['sf']}, one channel, every device reporting hourly; {s['boot']} boot; "
         f"registration {s['registration']!r}; downlink IQ "
         f"{'inverted' if s['downlink_iq_inverted'] else 'as uplinks'}; presses at bells with "
         f"a {s['field_test_db']:g} dB field-test margin; '1st try' = their heartbeats heard",
@@ -206,7 +214,8 @@ def format_sweep(s: dict[str, Any]) -> str:
                 f"{b['first_broken']} devices{also}"
             )
     lines.append(
-        "  ('met' for the 10 s goal: no press of that size failed it; with ~200 presses that "
-        "is consistent with 99.9 %, not a proof: it takes thousands)"
+        "  (p99: met when 99 % of first tries get through and, with 100 presses or more, "
+        "their p99 agrees; 10 s: met when no press of that size failed it, which with ~200 "
+        "presses is consistent with 99.9 %, not a proof: that takes thousands)"
     )
     return "\n".join(lines)
