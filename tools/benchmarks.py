@@ -182,10 +182,28 @@ def bench_firmware(runs: int) -> list[Result]:
     return results
 
 
+def bench_sim(runs: int) -> list[Result]:
+    """Simulator speed: simulated device-hours per wall second (tools.sim.bench)."""
+    from tools.sim.bench import sim_speed
+
+    r = sim_speed(runs=min(runs, 3))
+    return [
+        Result(
+            r["name"],
+            r["unit"],
+            r["median"],
+            r["runs"],
+            goal=r["goal"],
+            details={k: r[k] for k in ("devices", "hours", "scenario")},
+        )
+    ]
+
+
 ENTRIES: dict[str, Callable[..., list[Result]]] = {
     "codec": lambda runs: [bench_decode(e, runs=runs) for e in fr.ENGINES],
     "gateway": bench_gateway,
     "firmware": bench_firmware,
+    "sim": bench_sim,
 }
 
 
