@@ -156,3 +156,19 @@ def test_cold_start_boots_every_device_and_sends_a_selftest() -> None:
     vloop.run(sim.run(60))
     assert sim.stats.uplinks.get("SELFTEST", 0) == 2  # each bell after its power-up
     assert all(b.boots >= 1 for b in sim.bells)
+
+
+def test_the_same_seed_gives_the_same_run() -> None:
+    from tools.sim.sweep import run_city
+
+    def outcome() -> tuple[object, ...]:
+        sim = run_city(150, 2, 0.25, seed=9, presses=4)
+        st = sim.stats
+        return (
+            sorted(st.uplinks_heard.items()),
+            sorted(st.downlinks_delivered.items()),
+            sorted(st.uplink_lost.items()),
+            [(p.event_id, p.gateway_rx, p.delivered) for p in sim.presses],
+        )
+
+    assert outcome() == outcome()

@@ -209,7 +209,7 @@ class Receiver:
             return
         now = self.channel.now()
         self.listening_since = now
-        self.channel._listening.add(self)
+        self.channel._listening[self] = None
         # A frame whose preamble is still on the air can be caught.
         power = self.channel.power
         caught = [t for t in self.channel.on_air(now) if t.sync > now and self._detectable(t)]
@@ -221,7 +221,7 @@ class Receiver:
             self.locked.lost_at.setdefault(self.node.name, why)
             self.locked = None
         self.listening_since = None
-        self.channel._listening.discard(self)
+        self.channel._listening.pop(self, None)
 
     # -- frames ---------------------------------------------------------------------
 
@@ -282,7 +282,9 @@ class Channel:
         self._rng = random.Random(seed ^ 0x5EED)
         self.nodes: list[Node] = []
         self._recent: list[Transmission] = []  # on the air, or ended within the longest ToA
-        self._listening: set[Receiver] = set()
+        # Receivers listening now, in the order they started (a dict: a set's order would
+        # change from run to run, and with it which fading draw each receiver gets).
+        self._listening: dict[Receiver, None] = {}
         self._receivers: list[Receiver] = []  # gateways: busy-time bookkeeping
         self._links: dict[tuple[int, int], float] = {}
         self._toa: dict[tuple[int, int, int], tuple[float, float]] = {}
