@@ -31,6 +31,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gateway.registry import Place, distance_m
 from tools.anshim.common import CliError, print_json
 from tools.sim import Operator, SimEvent, Simulation, load_scenario, vloop
 
@@ -347,10 +348,18 @@ async def run_demo(demo_args: argparse.Namespace, console: Console, live: bool) 
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
 
+    def lit(bell: Any) -> bool:  # a security light within the strobe radius (150 m)
+        here = Place(lat=bell.spec.lat, lon=bell.spec.lon)
+        return any(
+            distance_m(here, Place(lat=x.spec.lat, lon=x.spec.lon)) <= 150 for x in sim.lights
+        )
+
     async def presses() -> None:
         await asyncio.sleep(3.0)
+        entrances = [b for b in sim.bells if lit(b)]
         while True:
-            bell = rng.choice(sim.bells)
+            # Every other press at a trail entrance, where the lights around it strobe.
+            bell = rng.choice(entrances if entrances and rng.random() < 0.5 else sim.bells)
             sim.press(f"{bell.spec.device_id:08x}")
             await asyncio.sleep(demo_args.press_every * rng.uniform(0.7, 1.3))
 

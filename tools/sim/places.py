@@ -280,6 +280,30 @@ def seongbuk() -> dict[str, Any]:
                 }
             )
             light_no += 1
+    # A security light at each trail entrance, about 75 m from the trail's first bell on
+    # the path home: a press there makes it strobe (the gateway's 150 m rule).
+    entrance_no = 0x0B000201
+    firsts: dict[str, dict[str, Any]] = {}
+    for d in devices:
+        if d["kind"] == "bell":
+            firsts.setdefault(d["trail"], d)
+    for n, (trail, bell) in enumerate(firsts.items(), start=1):
+        lat, lon = round(bell["lat"] - 0.0006, 5), round(bell["lon"] + 0.0004, 5)
+        devices.append(
+            {
+                "id": f"{entrance_no:08x}",
+                "kind": "light",
+                "lat": lat,
+                "lon": lon,
+                "label": f"{trail} 입구 보안등",
+                "national_point_number": national_point_number(lat, lon),
+                "plate_id": f"성북-90-{n:03d}",
+                "trail": trail,
+                "cameras": _nearest(cams, lat, lon),
+                "heartbeat_s": 900,
+            }
+        )
+        entrance_no += 1
     bells = [d["id"] for d in devices if d["kind"] == "bell"]
     return {
         "name": "seongbuk",
