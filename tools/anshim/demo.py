@@ -435,7 +435,9 @@ def demo_command(args: argparse.Namespace) -> int:
             )
     if summary["not_acknowledged"]:
         console.print(
-            f"  not acknowledged yet: {', '.join(summary['not_acknowledged'])}", highlight=False
+            f"  not acknowledged yet: {', '.join(summary['not_acknowledged'])}",
+            highlight=False,
+            soft_wrap=True,
         )
     console.print(
         f"  lights told to strobe: {summary['strobe_commands']}; frames on air "
