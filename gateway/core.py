@@ -20,7 +20,7 @@ from typing import Any
 from gateway import messages as msg
 from gateway.config import Settings
 from gateway.journal import AlarmRecord, Journal, Priority
-from gateway.registry import Device, Registry
+from gateway.registry import Device, Registry, distance_m
 from gateway.transports.base import Reception, Transport
 from protocol import frames as fr
 from protocol.airtime import time_on_air
@@ -616,9 +616,15 @@ class Core:
         return "queued"
 
     def _strobe_nearby(self, bell: Device) -> None:
+        # From the registry cache, on the alarm's path: no database round trip per light.
         rules = self.settings.rules
-        for light, dist in self.registry.nearby(bell.place, rules.strobe_radius_m, kind="light"):
-            if self.send_now(light, fr.Strobe(rules.strobe_duration_s), "strobe"):
+        for light in self._devices.values():
+            if light.kind != "light":
+                continue
+            dist = distance_m(bell.place, light.place)
+            if dist <= rules.strobe_radius_m and self.send_now(
+                light, fr.Strobe(rules.strobe_duration_s), "strobe"
+            ):
                 log.info("strobe %s (%.0f m from %s)", light.hex_id, dist, bell.hex_id)
 
     # --- operator and supervision -------------------------------------------------------
