@@ -32,6 +32,7 @@ COPY_WINDOW_S = 1.5  # identical bytes within this are another receiver's copy, 
 REPLY_GATHER_S = 0.05  # wait for copies from other receivers before choosing one to answer
 FLUSH_DELAY_S = 0.01  # heartbeats and other non-alarm events commit in batches
 FLUSH_MAX = 2000
+LOOKUP_EVERY_S = 30.0  # how often an unknown device id is looked up in the registry again
 RECENT_MAX = 20_000
 TIME_EVERY_S = 6 * 3600
 KST_OFFSET_STEPS = 36  # UTC+9 in 15-minute steps (PROTOCOL.md 4.3)
@@ -129,6 +130,7 @@ class Core:
         self._commands: dict[int, deque[tuple[int, fr.Payload]]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._static_json: dict[int, str] = {}
+        self._lookups: dict[int, float] = {}
         self._dirty: set[int] = set()  # devices whose state is written at the next commit
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -158,7 +160,41 @@ class Core:
             self._commands.setdefault(row[1], deque()).append((row[0], payload))
 
     def device(self, device_id: int) -> Device | None:
-        return self._devices.get(device_id)
+        return self._devices.get(device_id) or self._registered_since_start(device_id)
+
+    def _registered_since_start(self, device_id: int) -> Device | None:
+        """A device the crew registered while the gateway runs (`anshim device add` on the
+        same database): read once, then cached. Unknown ids are looked up at most every
+        `LOOKUP_EVERY_S`, so a flood of foreign frames costs no database reads."""
+        now = self.clock()
+        if now - self._lookups.get(device_id, float("-inf")) < LOOKUP_EVERY_S:
+            return None
+        if len(self._lookups) >= RECENT_MAX:
+            self._lookups.clear()
+        self._lookups[device_id] = now
+        device = self.registry.get(device_id)
+        if device is None or device.retired_at is not None:
+            return None
+        self._devices[device_id] = device
+        self._keys[device_id] = fr.MicKey(device.key)
+        cur = self.journal.conn.execute(
+            "SELECT * FROM device_state WHERE device_id = ?", (device_id,)
+        )
+        row = cur.fetchone()
+        names = [c[0] for c in cur.description]
+        self._state[device_id] = (
+            dict(zip(names, row, strict=True))
+            if row is not None
+            else {
+                "device_id": device_id,
+                "up_counter": None,
+                "down_counter": 0,
+                "online": 1,
+                "faults": 0,
+            }
+        )
+        log.info("device %s registered since start-up: now accepted", device.hex_id)
+        return device
 
     # --- ingest -------------------------------------------------------------------------
 
@@ -171,7 +207,7 @@ class Core:
             self.metrics.reject("malformed", rx.receiver, f"{rx.receiver}: {exc}")
             return
         device_id = header.device_id
-        device = self._devices.get(device_id)
+        device = self._devices.get(device_id) or self._registered_since_start(device_id)
         if device is None:
             self.metrics.reject(
                 "unknown_device", f"{device_id:08x}", f"device {device_id:08x} via {rx.receiver}"

@@ -124,3 +124,31 @@ async def test_copies_from_two_receivers_make_one_event_and_the_ack_uses_the_bes
         alarm = gw.core.journal.alarm(event_id)
         assert alarm is not None
         assert [r["receiver"] for r in alarm.receptions] == ["bridge-south", "bridge-north"]
+
+
+async def test_a_device_registered_while_the_gateway_runs_is_accepted(
+    tmp_path: Path, broker: Broker
+) -> None:
+    from gateway import db
+    from gateway.registry import Registry
+    from tests.integration.helpers import BELL_PLACE, SimDevice
+
+    s = settings(tmp_path, mqtt_url=broker.url)
+    register_fleet(s)
+    sim = SimTransport()
+    async with ControlCenter(broker.url).running() as cc, running_gateway(s, [sim]) as gw:
+        # A crew adds a bell with `anshim device add` while the gateway is running.
+        conn = db.connect(s.database)
+        new = SimDevice(Registry(conn).add(kind="bell", place=BELL_PLACE))
+        conn.close()
+        sim.inject(new.frame(fr.Alarm(), flags=fr.Flags.RX_OPEN))
+        event_id = fr.event_id(new.device_id, new.up)
+        _, body, _ = await cc.wait_for(lambda t, b: t.endswith(f"alarm/{event_id}"))
+        assert body["place"]["label"] == BELL_PLACE.label
+        assert gw.core is not None and "unknown_device" not in gw.core.metrics.counts
+        # An id nobody registered stays unknown, and is not looked up on every frame.
+        stranger = fr.encode(fr.Frame(0x0A0FFFFF, 1, fr.Alarm()), bytes(16))
+        for _ in range(50):
+            sim.inject(stranger)
+        assert gw.core.metrics.counts["unknown_device"] == 50
+        assert set(gw.core._lookups) == {new.device_id, 0x0A0FFFFF}  # one read per id
