@@ -90,6 +90,25 @@ class Gateway:
             gc.freeze()
             self.started.set()
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """`run` in a task for the duration of the block: started on entry (a failure at
+        start-up is raised here), cancelled and awaited on exit. For embedding the
+        service: the simulator, tests, benchmarks."""
+        task = asyncio.create_task(self.run(), name=f"gateway {self.settings.gateway_id}")
+        started = asyncio.ensure_future(self.started.wait())
+        done, _ = await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            started.cancel()
+            task.result()  # raises what stopped it
+            raise RuntimeError(f"gateway {self.settings.gateway_id} stopped at start-up")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _supervise(self, core: Core) -> None:
         while True:
             await asyncio.sleep(self.settings.supervision.check_every_s)

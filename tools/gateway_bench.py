@@ -58,18 +58,11 @@ def _settings(tmp: Path, url: str) -> Settings:
 
 @contextlib.asynccontextmanager
 async def _running(s: Settings, sim: SimTransport) -> Any:
-    gw = Gateway(s, transports=[sim])
-    task = asyncio.create_task(gw.run())
-    await gw.started.wait()
-    await sim.ready()
-    while gw.upstream is None or not gw.upstream.connected:
-        await asyncio.sleep(0.01)
-    try:
+    async with Gateway(s, transports=[sim]).running() as gw:
+        await sim.ready()
+        while gw.upstream is None or not gw.upstream.connected:
+            await asyncio.sleep(0.01)
         yield gw
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _heartbeats(devices: list[tuple[int, bytes]], rounds: int) -> list[bytes]:

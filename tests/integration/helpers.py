@@ -160,19 +160,12 @@ class ControlCenter:
 
 @contextlib.asynccontextmanager
 async def running_gateway(s: Settings, transports: list[Transport]) -> AsyncIterator[Gateway]:
-    gw = Gateway(s, transports=transports)
-    task = asyncio.create_task(gw.run())
-    await asyncio.wait_for(gw.started.wait(), 10)
-    for t in transports:
-        ready = getattr(t, "ready", None)
-        if ready is not None:
-            await ready()
-    try:
+    async with Gateway(s, transports=transports).running() as gw:
+        for t in transports:
+            ready = getattr(t, "ready", None)
+            if ready is not None:
+                await ready()
         yield gw
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 class PtyBridge:

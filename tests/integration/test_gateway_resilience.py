@@ -154,11 +154,10 @@ async def test_offline_and_back_online_with_a_fake_clock(tmp_path: Path, broker:
     fleet = register_fleet(s)
     bell, near = fleet["bell"], fleet["near"]
     sim = SimTransport(clock=clock)
-    gw_task_clock = clock
-    async with ControlCenter(broker.url).running() as cc:
-        gw = Gateway(s, transports=[sim], clock=gw_task_clock)
-        task = asyncio.create_task(gw.run())
-        await gw.started.wait()
+    async with (
+        ControlCenter(broker.url).running() as cc,
+        Gateway(s, transports=[sim], clock=clock).running() as gw,
+    ):
         await sim.ready()
         assert gw.core is not None
         sim.inject(bell.frame(fr.Heartbeat(3600, 10, 1, 0, 0x10, 0, 0)))
@@ -178,8 +177,6 @@ async def test_offline_and_back_online_with_a_fake_clock(tmp_path: Path, broker:
         now[0] += 2.5 * 3600 + 1
         gw.core.check_supervision()
         await cc.wait_for(lambda t, b: t.endswith(f"{bell.device_id:08x}/event/offline"))
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 class FakeScanner(BaseBleakScanner):

@@ -163,7 +163,6 @@ class SimGateway:
         self.devices: set[int] = set()  # registered here
         self.answers: set[int] = set()  # registered here and not listen-only
         self.processing: list[float] = []  # wall seconds per frame through the pipeline
-        self._task: asyncio.Task[None] | None = None
         self._radio_task: asyncio.Task[None] | None = None
         self._raised: dict[str, float] = {}
         self._raising: str | None = None  # an alarm raised by the frame being injected
@@ -245,32 +244,32 @@ class SimGateway:
             self.ble = BleSimTransport("ble", clock=sim.wall)
             transports.append(self.ble)
         self.service = Gateway(settings, transports=transports, clock=sim.wall)
-        self._task = asyncio.create_task(self.service.run(), name=f"gateway {self.gateway_id}")
         try:
-            await _wait_started(self.service, self._task)
-            core = self.service.core
-            assert core is not None
-            core.listeners.append(self._on_core)
-            if self.pty is not None:
-                self.pty.start()
-            else:
-                assert isinstance(self.transport, SimTransport)
-                await self.transport.ready()
-                self._radio_task = asyncio.create_task(self.radio.run())
-            if self.ble is not None:
-                await self.ble.ready()
-            if sim.mqtt_url:
-                await self._upstream_ready()
-            yield self
+            async with self.service.running():
+                core = self.service.core
+                assert core is not None
+                core.listeners.append(self._on_core)
+                if self.pty is not None:
+                    self.pty.start()
+                else:
+                    assert isinstance(self.transport, SimTransport)
+                    await self.transport.ready()
+                    self._radio_task = asyncio.create_task(self.radio.run())
+                if self.ble is not None:
+                    await self.ble.ready()
+                if sim.mqtt_url:
+                    await self._upstream_ready()
+                try:
+                    yield self
+                finally:
+                    if self._unhold is not None:
+                        self._unhold()
+                        self._unhold = None
+                    if self._radio_task is not None:
+                        self._radio_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await self._radio_task
         finally:
-            if self._unhold is not None:
-                self._unhold()
-                self._unhold = None
-            for task in (self._radio_task, self._task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
             if self.pty is not None:
                 self.pty.close()
 
@@ -339,15 +338,6 @@ class SimGateway:
     def _on_puback(self, row: Any) -> None:
         if "/alarm/" in row.topic and '"state":"raised"' in row.payload:
             self.sim.on_alarm_published(self, row.topic.rsplit("/", 1)[-1])
-
-
-async def _wait_started(service: Gateway, task: asyncio.Task[None]) -> None:
-    started = asyncio.ensure_future(service.started.wait())
-    done, _ = await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()  # raises what stopped it
-        raise RuntimeError(f"gateway {service.settings.gateway_id} stopped at start-up")
 
 
 class PtyBridge(RadioHost):
