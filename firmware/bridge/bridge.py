@@ -28,6 +28,7 @@ The microsecond clock: ``clock_us`` is ``time.ticks_us`` (on the device it wraps
 every 71.6 minutes) and must therefore be ticked at least every few minutes.
 """
 
+from board import RADIO_DEFAULTS
 from compat import const, ticks_add, ticks_diff
 from errors import ProtocolError
 from link import FAIL_INVALID, FAIL_QUEUE_FULL, FAIL_TOO_LATE, TX_AT_TMST, Framer, Writer
@@ -65,16 +66,8 @@ INFO = const(20)
 WARNING = const(30)
 ERROR = const(40)
 
-DEFAULT_CONFIG = {
-    "freq_khz": 922_100,
-    "sf": 9,
-    "bw_khz": 125,
-    "cr": 5,
-    "preamble": 8,
-    # Conducted power. KR920 allows +14 dBm EIRP at >= 922.1 MHz (RP002): with the usual
-    # 2.15 dBi antenna that is 11 dBm at the chip (+13.15 dBm EIRP).
-    "power_dbm": 11,
-}
+# The radio the bridge starts on until the gateway sends CONFIG: the roles' shared defaults.
+DEFAULT_CONFIG = RADIO_DEFAULTS
 
 
 def time_on_air_us(payload_len, sf, bw_khz, cr=5, preamble=8, crc=True, implicit=False):

@@ -35,6 +35,7 @@ import bridge  # noqa: E402  (firmware/bridge/bridge.py)
 BRIDGE_FILES = [
     FIRMWARE_LIB / "compat.py",
     FIRMWARE_LIB / "errors.py",
+    FIRMWARE_LIB / "board.py",
     FIRMWARE_LIB / "link.py",
     BRIDGE_DIR / "bridge.py",
 ]
