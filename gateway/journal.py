@@ -4,6 +4,11 @@ Writes are staged and committed in one transaction. An alarm commits at once (an
 any staged heartbeats with it); other events are batched by `Journal.flush_soon`, so tens
 of thousands of heartbeats per second cost a handful of fsyncs. The outbox is durable:
 a row leaves it only after the broker's PUBACK (invariant 2).
+
+The upstream drains the outbox from memory: committed rows are queued per priority as
+they commit (no query per publish), acknowledged rows are deleted in batches. The
+memory holds at most `OUTBOX_MEMORY` rows per priority; beyond that (a long broker
+outage) rows wait only in SQLite and are read back in order once memory has drained.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -26,7 +32,11 @@ class Priority(IntEnum):
     EVENT = 3
 
 
-@dataclass(frozen=True)
+OUTBOX_MEMORY = 20_000  # outbox rows per priority held in memory
+DELETE_BATCH = 1024  # acknowledged rows deleted per transaction under load
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int
     priority: int
@@ -88,6 +98,16 @@ class Journal:
         self._staged: list[tuple[str, tuple[Any, ...]]] = []
         self.on_commit = on_commit
         self.commits = 0
+        # The outbox in memory. Per priority, the queue holds a contiguous run of the
+        # table's rows in seq order, up to `_loaded[p]`; `_spilled[p]` says rows past it
+        # wait in SQLite only (nothing is known before the first read, hence True).
+        self._next_seq: int | None = None
+        self._staged_rows: list[OutboxRow] = []
+        self._queues: list[deque[OutboxRow]] = [deque() for _ in Priority]
+        self._loaded = [0] * len(Priority)
+        self._spilled = [True] * len(Priority)
+        self._in_flight: dict[int, OutboxRow] = {}
+        self._acked: list[int] = []
 
     # --- staging ---
 
@@ -106,11 +126,21 @@ class Journal:
     def stage_publish(
         self, priority: Priority, topic: str, payload: str, *, retain: bool = False
     ) -> None:
+        if self._next_seq is None:
+            # Past every row the table ever held (AUTOINCREMENT's record), never reused.
+            last = self.conn.execute(
+                "SELECT MAX(n) FROM (SELECT MAX(seq) AS n FROM outbox"
+                " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'outbox')"
+            ).fetchone()[0]
+            self._next_seq = (last or 0) + 1
+        seq = self._next_seq
+        self._next_seq = seq + 1
         self.stage(
-            "INSERT INTO outbox (priority, topic, payload, retain, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (int(priority), topic, payload, int(retain), time.time()),
+            "INSERT INTO outbox (seq, priority, topic, payload, retain, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, int(priority), topic, payload, int(retain), time.time()),
         )
+        self._staged_rows.append(OutboxRow(seq, int(priority), topic, payload, retain))
 
     def stage_alarm(self, a: AlarmRecord) -> None:
         self.stage(
@@ -150,6 +180,7 @@ class Journal:
         if not self._staged:
             return
         staged, self._staged = self._staged, []
+        published, self._staged_rows = self._staged_rows, []
         # Same statements run together (executemany); statements never depend on each
         # other within a batch, and each statement's rows keep their order.
         groups: dict[str, list[tuple[Any, ...]]] = {}
@@ -158,34 +189,92 @@ class Journal:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in groups.items():
-                conn.executemany(sql, rows)
+            for sql, params_list in groups.items():
+                conn.executemany(sql, params_list)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         self.commits += 1
+        queues, loaded, spilled = self._queues, self._loaded, self._spilled
+        for row in published:
+            p = row.priority
+            if spilled[p] or len(queues[p]) >= OUTBOX_MEMORY:
+                spilled[p] = True  # read back from SQLite once memory has drained
+            else:
+                queues[p].append(row)
+                loaded[p] = row.seq
         if self.on_commit is not None:
             self.on_commit()
 
-    # --- reading ---
+    # --- the outbox, as the upstream drains it ---
 
-    def outbox(self, limit: int) -> list[OutboxRow]:
+    def outbox_next(self) -> OutboxRow | None:
+        """The next row to publish (priority, then age), now in flight; None if none."""
+        for p, queue in enumerate(self._queues):
+            if not queue and self._spilled[p]:
+                self._read_back(p)
+            if queue:
+                row = queue.popleft()
+                self._in_flight[row.seq] = row
+                return row
+        return None
+
+    def _read_back(self, p: int) -> None:
         rows = self.conn.execute(
             "SELECT seq, priority, topic, payload, retain FROM outbox"
-            " ORDER BY priority, seq LIMIT ?",
-            (limit,),
+            " WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (p, self._loaded[p], OUTBOX_MEMORY),
         ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+        queue = self._queues[p]
+        for r in rows:
+            if r[0] not in self._in_flight:
+                queue.append(OutboxRow(r[0], r[1], r[2], r[3], bool(r[4])))
+        if rows:
+            self._loaded[p] = rows[-1][0]
+        self._spilled[p] = len(rows) == OUTBOX_MEMORY
+
+    def outbox_acked(self, row: OutboxRow) -> None:
+        """The broker has it (PUBACK): the row is deleted with the next batch."""
+        self._in_flight.pop(row.seq, None)
+        self._acked.append(row.seq)
+        if len(self._acked) >= DELETE_BATCH or not self._in_flight:
+            self.delete_acked()
+
+    def delete_acked(self) -> None:
+        acked, self._acked = self._acked, []
+        self.delete_outbox(acked)
+
+    def outbox_requeue(self) -> None:
+        """The session ended: rows without a PUBACK go back first in line (published again)."""
+        self.delete_acked()
+        back = sorted(self._in_flight.values(), key=lambda r: r.seq, reverse=True)
+        self._in_flight.clear()
+        for row in back:
+            self._queues[row.priority].appendleft(row)
+
+    @property
+    def outbox_in_memory(self) -> int:
+        """Rows queued or in flight (not counting rows spilled to SQLite only)."""
+        return sum(map(len, self._queues)) + len(self._in_flight)
+
+    # --- reading ---
 
     def outbox_size(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def delete_outbox(self, seqs: list[int]) -> None:
+        """Delete published rows: runs of consecutive seqs (the usual case) as ranges."""
         if not seqs:
             return
+        ranges: list[tuple[int, int]] = []
+        for seq in sorted(seqs):
+            if ranges and seq == ranges[-1][1] + 1:
+                ranges[-1] = (ranges[-1][0], seq)
+            else:
+                ranges.append((seq, seq))
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        self.conn.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
         self.conn.execute("COMMIT")
 
     def alarm(self, event_id: str) -> AlarmRecord | None:

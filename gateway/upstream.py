@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import socket
 import ssl
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from gateway import commands
 from gateway import messages as msg
@@ -30,6 +30,56 @@ log = logging.getLogger("anshim.gateway.mqtt")
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 STATUS_EVERY_S = 60.0
+
+
+class _Pipeline:
+    """Outbox rows published back to back on the session's MQTT client, QoS 1.
+
+    aiomqtt's publish() waits for each PUBACK on its own (a task, an event and a scan of
+    its pending calls per message); the outbox wants a window of publishes in flight and
+    one callback per PUBACK. So the drain publishes through the paho-mqtt client that
+    aiomqtt wraps (aiomqtt 2.x: ``Client._client``), on the same connection and event
+    loop: PUBACKs for our message ids come here, every other one still goes to aiomqtt.
+    """
+
+    def __init__(
+        self, client: aiomqtt.Client, window: int, acked: Callable[[OutboxRow], None]
+    ) -> None:
+        self._paho = client._client  # aiomqtt is pinned below 3 (pyproject.toml)
+        self._window = window
+        self._acked = acked
+        self._in_flight: dict[int, OutboxRow] = {}
+        self._room = asyncio.Event()
+        self._aiomqtt_on_publish: Callable[..., None] | None = self._paho.on_publish
+        self._paho.on_publish = self._on_publish
+
+    def close(self) -> None:
+        self._paho.on_publish = self._aiomqtt_on_publish
+
+    async def room(self) -> None:
+        while len(self._in_flight) >= self._window:
+            self._room.clear()
+            await self._room.wait()
+
+    def publish(self, row: OutboxRow) -> None:
+        info = self._paho.publish(row.topic, row.payload, 1, row.retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if info.is_published():
+            self._acked(row)
+        else:
+            self._in_flight[info.mid] = row
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        row = self._in_flight.pop(mid, None)
+        if row is None:
+            if self._aiomqtt_on_publish is not None:
+                self._aiomqtt_on_publish(client, userdata, mid, reason, props)
+            return
+        if reason.is_failure:  # MQTT 5 brokers may refuse (e.g. not authorised)
+            log.warning("broker refused %s: %s; dropped from the outbox", row.topic, reason)
+        self._acked(row)
+        self._room.set()
 
 
 class Upstream:
@@ -70,7 +120,8 @@ class Upstream:
             keepalive=m.keepalive,
             tls_params=tls,
             clean_session=False,
-            max_inflight_messages=m.max_inflight,
+            # Our drain bounds what is in flight; paho unlimited (0) skips its per-PUBACK scan.
+            max_inflight_messages=0,
             timeout=10,
             # Small QoS 1 messages: don't let Nagle hold a publish back waiting for an ACK.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -109,62 +160,31 @@ class Upstream:
             tg.create_task(self._status_loop(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        """Keep up to max_inflight publishes in flight, in outbox order; delete on PUBACK."""
+        """Publish the outbox in order, up to max_inflight in flight; delete on PUBACK."""
         journal = self.core.journal
         ready = self.core.outbox_ready
-        window = self.settings.mqtt.max_inflight
-        in_flight: set[int] = set()
-        acked: list[int] = []
-        slots = asyncio.Semaphore(window)
-        failed: list[BaseException] = []
 
-        async def publish(row: OutboxRow) -> None:
-            try:
-                await self._publish(client, row)
-            except BaseException as exc:
-                failed.append(exc)
-            else:
-                acked.append(row.seq)
-            finally:
-                in_flight.discard(row.seq)
-                slots.release()
-                ready.set()
+        def acked(row: OutboxRow) -> None:
+            journal.outbox_acked(row)
+            self.published += 1
+            if self.on_puback is not None:
+                self.on_puback(row)
 
-        async with asyncio.TaskGroup() as tg:
-            while not failed:
-                if acked:
-                    done, acked[:] = list(acked), []
-                    journal.delete_outbox(done)
-                    self.published += len(done)
-                rows = [
-                    r for r in journal.outbox(window + len(in_flight)) if r.seq not in in_flight
-                ]
-                if not rows:
+        pipeline = _Pipeline(client, self.settings.mqtt.max_inflight, acked)
+        try:
+            while True:
+                await pipeline.room()
+                row = journal.outbox_next()
+                if row is None:
                     ready.clear()
                     await ready.wait()
                     continue
-                for row in rows:
-                    await slots.acquire()
-                    if failed:
-                        slots.release()
-                        break
-                    in_flight.add(row.seq)
-                    tg.create_task(publish(row))
-                ready.clear()
-                if in_flight and len(in_flight) >= window:
-                    await ready.wait()
-        if acked:
-            journal.delete_outbox(acked)
-            self.published += len(acked)
-        raise failed[0]
-
-    async def _publish(self, client: aiomqtt.Client, row: OutboxRow) -> None:
-        # No per-publish timer: a lost connection ends the whole session (the commands
-        # task fails, the TaskGroup cancels every publish still waiting for its PUBACK, the
-        # rows stay in the outbox for the next session).
-        await client.publish(row.topic, row.payload, qos=1, retain=row.retain, timeout=math.inf)
-        if self.on_puback is not None:
-            self.on_puback(row)
+                pipeline.publish(row)
+        finally:
+            # A lost connection ends the whole session (the commands task fails, the
+            # TaskGroup cancels this one); what has no PUBACK goes out again next session.
+            pipeline.close()
+            journal.outbox_requeue()
 
     async def _commands(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -248,10 +248,16 @@ class _Payload:
     def to_fields(self) -> dict[str, Any]:
         """Plain JSON-ready fields with the names PROTOCOL.md and the vectors use."""
         out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            out[f.name] = int(value) if isinstance(value, IntEnum | IntFlag) else value
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        for name in names:
+            value = getattr(self, name)
+            out[name] = int(value) if isinstance(value, IntEnum | IntFlag) else value
         return out
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # payload class -> its field names
 
 
 def _battery_to_wire(mv: int) -> int:
