@@ -721,9 +721,11 @@ class Core:
             self._flush_handle.cancel()
             self._flush_handle = None
         if self._dirty:
-            for device_id in self._dirty:
-                st = self._state[device_id]
-                self.journal.stage_state(device_id, **{k: st.get(k) for k in STATE_COLUMNS})
+            state = self._state
+            self.journal.stage_states(
+                STATE_COLUMNS,
+                [(*map(state[d].get, STATE_COLUMNS), d) for d in self._dirty],
+            )
             self._dirty.clear()
         self.journal.commit()
 

@@ -96,6 +96,7 @@ class Journal:
     def __init__(self, conn: sqlite3.Connection, *, on_commit: Callable[[], None] | None = None):
         self.conn = conn
         self._staged: list[tuple[str, tuple[Any, ...]]] = []
+        self._state_sql: dict[tuple[str, ...], str] = {}
         self.on_commit = on_commit
         self.commits = 0
         # The outbox in memory. Per priority, the queue holds a contiguous run of the
@@ -165,11 +166,13 @@ class Journal:
             ),
         )
 
-    def stage_state(self, device_id: int, **values: Any) -> None:
-        cols = ", ".join(f"{k} = ?" for k in values)
-        self.stage(
-            f"UPDATE device_state SET {cols} WHERE device_id = ?", (*values.values(), device_id)
-        )
+    def stage_states(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Device states: each row is the columns' values, then the device id."""
+        sql = self._state_sql.get(columns)
+        if sql is None:
+            cols = ", ".join(f"{k} = ?" for k in columns)
+            sql = self._state_sql[columns] = f"UPDATE device_state SET {cols} WHERE device_id = ?"
+        self._staged.extend((sql, row) for row in rows)
 
     @property
     def pending(self) -> int:
@@ -234,14 +237,19 @@ class Journal:
             self._loaded[p] = rows[-1][0]
         self._spilled[p] = len(rows) == OUTBOX_MEMORY
 
-    def outbox_acked(self, row: OutboxRow) -> None:
-        """The broker has it (PUBACK): the row is deleted with the next batch."""
+    def outbox_acked(self, row: OutboxRow) -> int:
+        """The broker has it (PUBACK): the row is deleted with the next batch (at
+        `DELETE_BATCH` rows, or when the caller calls `delete_acked`). Returns how many
+        acknowledged rows wait for deletion."""
         self._in_flight.pop(row.seq, None)
         self._acked.append(row.seq)
-        if len(self._acked) >= DELETE_BATCH or not self._in_flight:
+        if len(self._acked) >= DELETE_BATCH:
             self.delete_acked()
+        return len(self._acked)
 
     def delete_acked(self) -> None:
+        """Delete the acknowledged rows now (a row acknowledged but not yet deleted when
+        the power goes is published once more: QoS 1 is at least once)."""
         acked, self._acked = self._acked, []
         self.delete_outbox(acked)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import math
+import time
 from typing import Any
 
 from gateway.journal import AlarmRecord
@@ -15,9 +16,19 @@ FAULT_NAMES = {code.value: code.name.lower() for code in FaultCode}
 
 
 def iso(ts: float | None) -> str | None:
+    """UTC, milliseconds, "Z": what datetime's isoformat(timespec="milliseconds") gives."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sec = math.floor(ts)
+    us = round((ts - sec) * 1e6)  # datetime.fromtimestamp rounds half to even, as round()
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    if sec != _iso_second[0]:
+        _iso_second[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
+    return f"{_iso_second[1]}.{us // 1000:03d}Z"
+
+
+_iso_second: list[Any] = [None, ""]  # the last second formatted, and its text
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -106,10 +117,10 @@ def event_json(
     receptions: list[dict[str, Any]],
 ) -> str:
     """A device event (schemas/device-event.json); ``static`` from `device_static_json`."""
+    variable = dumps({"fields": fields, "receptions": receptions})[1:-1]
     return (
         f'{{"event_id":"{event_id}","type":"{etype}","counter":{counter},'
-        f'"received_at":"{iso(received_at)}","fields":{dumps(fields)},'
-        f'"receptions":{dumps(receptions)},{static}}}'
+        f'"received_at":"{iso(received_at)}",{variable},{static}}}'
     )
 
 

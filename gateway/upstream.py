@@ -30,6 +30,7 @@ log = logging.getLogger("anshim.gateway.mqtt")
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 STATUS_EVERY_S = 60.0
+DELETE_AFTER_S = 0.1  # published rows leave the outbox table in batches
 
 
 class _Pipeline:
@@ -164,8 +165,11 @@ class Upstream:
         journal = self.core.journal
         ready = self.core.outbox_ready
 
+        loop = asyncio.get_running_loop()
+
         def acked(row: OutboxRow) -> None:
-            journal.outbox_acked(row)
+            if journal.outbox_acked(row) == 1:  # deleted in a batch, soon
+                loop.call_later(DELETE_AFTER_S, journal.delete_acked)
             self.published += 1
             if self.on_puback is not None:
                 self.on_puback(row)
