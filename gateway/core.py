@@ -36,6 +36,8 @@ LOOKUP_EVERY_S = 30.0  # how often an unknown device id is looked up in the regi
 RECENT_MAX = 20_000
 TIME_EVERY_S = 6 * 3600
 KST_OFFSET_STEPS = 36  # UTC+9 in 15-minute steps (PROTOCOL.md 4.3)
+_RX_OPEN = int(fr.Flags.RX_OPEN)
+
 STATE_COLUMNS = (
     "up_counter",
     "down_counter",
@@ -248,7 +250,7 @@ class Core:
 
         handler = self._HANDLERS.get(frame.type)
         urgent = handler(self, frame, device, rx, recent) if handler else False
-        if frame.flags & fr.Flags.RX_OPEN:
+        if int(frame.flags) & _RX_OPEN:  # (an int test: IntFlag's & is slow Python code)
             self._schedule_reply(frame, device, rx, recent.event_id)
             urgent = True  # the reply goes out only after the commit (invariant 1)
         if urgent:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Priority(IntEnum):
@@ -36,8 +36,9 @@ OUTBOX_MEMORY = 20_000  # outbox rows per priority held in memory
 DELETE_BATCH = 1024  # acknowledged rows deleted per transaction under load
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
+    """One message waiting for the broker (a tuple: made once per event, cheaply)."""
+
     seq: int
     priority: int
     topic: str
