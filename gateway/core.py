@@ -136,7 +136,7 @@ class Core:
         self._dirty: set[int] = set()  # devices whose state is written at the next commit
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        journal.on_commit = self.outbox_ready.set
+        journal.on_outbox = self.outbox_ready.set
         self.reload()
 
     # --- registry cache ---------------------------------------------------------------

@@ -46,6 +46,12 @@ class OutboxRow(NamedTuple):
     retain: bool
 
 
+_OUTBOX_INSERT = (
+    "INSERT INTO outbox (seq, priority, topic, payload, retain, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 @dataclass
 class AlarmRecord:
     event_id: str
@@ -94,17 +100,20 @@ def _alarm(row: tuple[Any, ...]) -> AlarmRecord:
 class Journal:
     """Staged writes over one SQLite connection (owned by the gateway's event loop)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, on_commit: Callable[[], None] | None = None):
+    def __init__(self, conn: sqlite3.Connection, *, on_outbox: Callable[[], None] | None = None):
         self.conn = conn
         self._staged: list[tuple[str, tuple[Any, ...]]] = []
         self._state_sql: dict[tuple[str, ...], str] = {}
-        self.on_commit = on_commit
+        self.on_outbox = on_outbox  # called when rows wait to be published
         self.commits = 0
         # The outbox in memory. Per priority, the queue holds a contiguous run of the
-        # table's rows in seq order, up to `_loaded[p]`; `_spilled[p]` says rows past it
+        # outbox's rows in seq order, up to `_loaded[p]`; `_spilled[p]` says rows past it
         # wait in SQLite only (nothing is known before the first read, hence True).
+        # A row is queued when it is staged: if its PUBACK comes before the commit (the
+        # usual case with the broker up), it is never written to the outbox table at all.
         self._next_seq: int | None = None
-        self._staged_rows: list[OutboxRow] = []
+        self._unsaved: dict[int, tuple[Any, ...]] = {}  # staged outbox rows, by seq
+        self._sql_only = [0] * len(Priority)  # of them, rows not queued (spilled)
         self._queues: list[deque[OutboxRow]] = [deque() for _ in Priority]
         self._loaded = [0] * len(Priority)
         self._spilled = [True] * len(Priority)
@@ -137,12 +146,17 @@ class Journal:
             self._next_seq = (last or 0) + 1
         seq = self._next_seq
         self._next_seq = seq + 1
-        self.stage(
-            "INSERT INTO outbox (seq, priority, topic, payload, retain, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, int(priority), topic, payload, int(retain), time.time()),
-        )
-        self._staged_rows.append(OutboxRow(seq, int(priority), topic, payload, retain))
+        p = int(priority)
+        self._unsaved[seq] = (seq, p, topic, payload, int(retain), time.time())
+        queue = self._queues[p]
+        if self._spilled[p] or len(queue) >= OUTBOX_MEMORY:
+            self._spilled[p] = True  # read back from SQLite once memory has drained
+            self._sql_only[p] += 1
+        else:
+            queue.append(OutboxRow(seq, p, topic, payload, retain))
+            self._loaded[p] = seq
+            if self.on_outbox is not None:
+                self.on_outbox()
 
     def stage_alarm(self, a: AlarmRecord) -> None:
         self.stage(
@@ -177,19 +191,24 @@ class Journal:
 
     @property
     def pending(self) -> int:
-        return len(self._staged)
+        return len(self._staged) + len(self._unsaved)
 
     def commit(self) -> None:
-        """Commit everything staged in one transaction (synchronous=FULL: durable on return)."""
-        if not self._staged:
+        """Commit everything staged in one transaction (synchronous=FULL: durable on return).
+
+        Outbox rows the broker has already acknowledged are left out: they are delivered,
+        and the event itself is in the journal."""
+        if not self._staged and not self._unsaved:
             return
         staged, self._staged = self._staged, []
-        published, self._staged_rows = self._staged_rows, []
+        unsaved, self._unsaved = self._unsaved, {}
         # Same statements run together (executemany); statements never depend on each
         # other within a batch, and each statement's rows keep their order.
         groups: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in staged:
             groups.setdefault(sql, []).append(params)
+        if unsaved:
+            groups[_OUTBOX_INSERT] = list(unsaved.values())
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -200,16 +219,10 @@ class Journal:
             raise
         conn.execute("COMMIT")
         self.commits += 1
-        queues, loaded, spilled = self._queues, self._loaded, self._spilled
-        for row in published:
-            p = row.priority
-            if spilled[p] or len(queues[p]) >= OUTBOX_MEMORY:
-                spilled[p] = True  # read back from SQLite once memory has drained
-            else:
-                queues[p].append(row)
-                loaded[p] = row.seq
-        if self.on_commit is not None:
-            self.on_commit()
+        if any(self._sql_only):
+            self._sql_only = [0] * len(Priority)
+            if self.on_outbox is not None:
+                self.on_outbox()  # rows to read back
 
     # --- the outbox, as the upstream drains it ---
 
@@ -236,13 +249,16 @@ class Journal:
                 queue.append(OutboxRow(r[0], r[1], r[2], r[3], bool(r[4])))
         if rows:
             self._loaded[p] = rows[-1][0]
-        self._spilled[p] = len(rows) == OUTBOX_MEMORY
+        # Rows staged for SQLite only and not committed yet keep the priority spilled.
+        self._spilled[p] = len(rows) == OUTBOX_MEMORY or self._sql_only[p] > 0
 
     def outbox_acked(self, row: OutboxRow) -> int:
         """The broker has it (PUBACK): the row is deleted with the next batch (at
         `DELETE_BATCH` rows, or when the caller calls `delete_acked`). Returns how many
         acknowledged rows wait for deletion."""
         self._in_flight.pop(row.seq, None)
+        if self._unsaved.pop(row.seq, None) is not None:
+            return len(self._acked)  # delivered before its commit: never written
         self._acked.append(row.seq)
         if len(self._acked) >= DELETE_BATCH:
             self.delete_acked()

@@ -43,13 +43,41 @@ def test_rows_go_out_by_priority_then_age_and_leave_the_table_once_acked(
     assert j.outbox_size() == 0
 
 
-def test_staged_rows_are_not_published_before_their_commit(tmp_path: Path) -> None:
+def test_a_row_the_broker_acknowledged_before_the_commit_is_never_written(
+    tmp_path: Path,
+) -> None:
     j = _journal(tmp_path)
-    j.stage_publish(Priority.ALARM, "t/alarm", "{}")
-    assert j.outbox_next() is None
+    assert j.outbox_next() is None  # the upstream connected and found nothing waiting
+    j.stage_event("0a000001-00000001", 0x0A000001, "heartbeat", 1, 1.0, "{}")
+    j.stage_publish(Priority.EVENT, "t/fast", "{}")
+    j.stage_publish(Priority.EVENT, "t/slow", "{}")
+    fast, slow = j.outbox_next(), j.outbox_next()
+    assert fast and slow and fast.topic == "t/fast"
+    j.outbox_acked(fast)  # delivered while the batch was still being gathered
     j.commit()
-    row = j.outbox_next()
-    assert row is not None and row.topic == "t/alarm"
+    # The event is journaled; only the message still waiting for its PUBACK is durable.
+    assert j.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+    assert [r[0] for r in j.conn.execute("SELECT topic FROM outbox")] == ["t/slow"]
+    j.outbox_acked(slow)
+    j.delete_acked()
+    assert j.outbox_size() == 0
+
+
+def test_rows_staged_while_spilled_are_read_back_after_their_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_mod, "OUTBOX_MEMORY", 2)
+    j = _journal(tmp_path)
+    _stage(j, Priority.EVENT, "a")
+    assert _drain(j) == ["a"]
+    for name in ("b", "c", "d"):  # "d" does not fit in memory
+        j.stage_publish(Priority.EVENT, f"t/{name}", "{}")
+    # Memory drains before the batch commits: "d" is not lost, nor overtaken by "e".
+    assert _drain(j) == ["b", "c"]
+    j.stage_publish(Priority.EVENT, "t/e", "{}")
+    j.commit()
+    assert _drain(j) == ["d", "e"]
+    assert j.outbox_size() == 0
 
 
 def test_a_long_outage_spills_to_sqlite_and_drains_in_order_alarms_first(
