@@ -13,14 +13,18 @@ device answers, one reply per request:
   (temp file + rename, or one NVS blob) and read back before the reply;
 * RESET: factory reset, only while the button is held down *now* (a second physical
   action, so a lost key never strands a device, and a remote attacker can never wipe it);
-* TEST: the field test: the device's self-test and one test frame (signed request);
+* TEST: the field test: the device's self-test and one test frame (signed request),
+  run by the role's field-test service (`fieldtest.FieldTest` on the real firmware);
 * END: leave provisioning mode (the caller reboots into the app).
 
 `Provisioner` is pure (no I/O but the injected store): requests are bytes in, replies
-bytes out, in CPython and MicroPython alike. Two framings carry the same messages:
-`LineLink` (one base64 line per message over the USB CDC console) and `Reassembler` /
-`chunks` (BLE GATT writes and notifications of at most 20 bytes: ATT's default MTU).
-The glue at the bottom (`service_mode`, `ble_serve`) wires them to the board.
+bytes out, in CPython and MicroPython alike. `handle` answers at once; `handle_async`
+is the same with TEST's service calls awaited when they are coroutines (the firmware's
+self-test and test frame use the radio, which is ``async``): the glue uses it. Two
+framings carry the same messages: `LineLink` (one base64 line per message over the USB
+CDC console) and `Reassembler` / `chunks` (BLE GATT writes and notifications of at
+most 20 bytes: ATT's default MTU). The glue at the bottom (`service_mode`,
+`ble_serve`) wires them to the board.
 """
 
 import binascii
@@ -60,6 +64,7 @@ LOCKED = const(7)  # too many failed signatures: reboot (physical action) first
 STALE_NONCE = const(8)  # no HELLO first, or the nonce was used already
 NOT_PROVISIONED = const(9)  # TEST needs a provisioned device
 FAILED = const(10)  # the self-test or the test frame raised
+_RUN_TEST = const(-1)  # internal: TEST passed its checks, run the service (never on the wire)
 
 NONCE_LEN = const(16)
 MAC_LEN = const(32)  # full HMAC-SHA256
@@ -224,7 +229,8 @@ class Provisioner:
     ``store`` is a `store.Store` (or anything with ``load_config``/``save_config``);
     ``info`` goes into HELLO (role, board, firmware); ``physical()`` says whether the
     button is held down right now (None: factory reset impossible); ``service`` has
-    ``selftest()`` and ``send_test()`` for the field test (None: unsupported);
+    ``selftest()`` and ``send_test()`` for the field test (None: unsupported), plain
+    methods or coroutines (`handle_async` awaits them; `handle` takes plain ones only);
     ``validate(cfg)`` is the role's own config check, raising ValueError (e.g.
     ``bell.parse_config``); ``rand(n)`` gives nonces; ``clock`` is ``ticks_ms``.
     """
@@ -251,6 +257,7 @@ class Provisioner:
         self._idle_ms = idle_ms
         self._session_ms = session_ms
         self._nonce: "Optional[bytes]" = None
+        self._testing = False  # a field test is under way (BLE and USB may both ask)
         self.failures = 0
         self.done = False
         self.reason = ""  # why the session ended: "end", "idle", "timeout"
@@ -290,20 +297,47 @@ class Provisioner:
 
     def handle(self, req: "Any") -> bytes:
         """One request (bytes) in, its reply (bytes) out. Never raises for bad input."""
+        op, seq, status, out = self._answer(req)
+        if status == _RUN_TEST:
+            status, out = self._run_test_now()
+        return _reply(op, seq, status, out)
+
+    async def handle_async(self, req: "Any") -> bytes:
+        """`handle`, with a TEST's service calls awaited when they are coroutines.
+
+        The session's other requests are answered meanwhile (over the other transport);
+        a second TEST while one runs is refused (FAILED), so two test frames never
+        share the radio.
+        """
+        op, seq, status, out = self._answer(req)
+        if status == _RUN_TEST:
+            if self._testing:
+                status, out = FAILED, b"a field test is already running"
+            else:
+                self._testing = True
+                try:
+                    status, out = await self._run_test()
+                finally:
+                    self._testing = False
+                    self._last = self._clock()  # idle counts from the reply
+        return _reply(op, seq, status, out)
+
+    def _answer(self, req: "Any") -> "Tuple[int, int, int, bytes]":
+        """(op, seq, status, body); status `_RUN_TEST` once a TEST passed its checks."""
         self._last = self._clock()
         n = len(req)
         op = req[1] if n > 1 else 0
         seq = req[2] if n > 2 else 0
         if n < 3 or req[0] != VERSION:
-            return _reply(op, seq, BAD_REQUEST, b"need a version 1 message")
+            return op, seq, BAD_REQUEST, b"need a version 1 message"
         if n > MAX_MESSAGE:
-            return _reply(op, seq, BAD_REQUEST, b"message too long")
+            return op, seq, BAD_REQUEST, b"message too long"
         body = bytes(req[3:])
         try:
             status, out = self._dispatch(op, body)
         except OSError as exc:  # the store failed while reading
             status, out = STORAGE_FAILED, ("storage: %s" % (exc,)).encode()
-        return _reply(op, seq, status, out)
+        return op, seq, status, out
 
     def _dispatch(self, op: int, body: bytes) -> "Tuple[int, bytes]":
         if op == OP_HELLO:
@@ -452,11 +486,52 @@ class Provisioner:
             return AUTH_FAILED, b"not signed with the device's current key"
         if self._service is None:
             return UNSUPPORTED, b"this firmware has no field-test service"
+        return _RUN_TEST, b""
+
+    def _run_test_now(self) -> "Tuple[int, bytes]":
+        """The service's calls, synchronously (a service with plain methods)."""
+        selftest = None
         try:
-            result = {"selftest": self._service.selftest(), "frame": self._service.send_test()}
+            selftest = self._service.selftest()
+            if _awaitable(selftest):
+                selftest.close()  # never started: close it quietly
+                return FAILED, b"this field-test service needs handle_async"
+            frame = self._service.send_test()
+            if _awaitable(frame):
+                frame.close()
+                return FAILED, b"this field-test service needs handle_async"
         except Exception as exc:  # the app's hardware code: report, never crash the mode
-            return FAILED, ("%s: %s" % (type(exc).__name__, exc)).encode()
-        return OK, _json(result)
+            return FAILED, _failure(exc, selftest)
+        return OK, _json({"selftest": selftest, "frame": frame})
+
+    async def _run_test(self) -> "Tuple[int, bytes]":
+        """The service's calls, each awaited if it is a coroutine."""
+        selftest = None
+        try:
+            selftest = self._service.selftest()
+            if _awaitable(selftest):
+                selftest = await selftest
+            frame = self._service.send_test()
+            if _awaitable(frame):
+                frame = await frame
+        except Exception as exc:  # the app's hardware code: report, never crash the mode
+            return FAILED, _failure(exc, selftest)
+        return OK, _json({"selftest": selftest, "frame": frame})
+
+
+def _awaitable(value: "Any") -> bool:
+    # A coroutine, in CPython and MicroPython (where it is a generator): both have send.
+    return hasattr(value, "send")
+
+
+def _failure(exc: "Any", selftest: "Any") -> bytes:
+    """FAILED's text: what raised, and the self-test's verdict if it had run."""
+    text = "%s: %s" % (type(exc).__name__, exc)
+    if isinstance(selftest, dict) and isinstance(selftest.get("checks"), dict):
+        checks = selftest["checks"]
+        bad = [k for k in checks if checks[k] is False]
+        text += "; self-test " + ("FAILED: " + ", ".join(bad) if bad else "ok")
+    return text.encode()
 
 
 def _json(obj: "Any") -> bytes:
@@ -485,6 +560,26 @@ class LineLink:
         self.bad_lines = 0
 
     def feed(self, data: "Any") -> None:
+        """Answer every request completed by ``data`` (`Provisioner.handle`)."""
+        for line in self._lines(data):
+            req, rsp = self._request(line)
+            if req is not None:
+                rsp = self._prov.handle(req)
+            if rsp is not None:
+                self._send(rsp)
+
+    async def feed_async(self, data: "Any") -> None:
+        """`feed`, answering through `Provisioner.handle_async` (what `serve` runs)."""
+        for line in self._lines(data):
+            req, rsp = self._request(line)
+            if req is not None:
+                rsp = await self._prov.handle_async(req)
+            if rsp is not None:
+                self._send(rsp)
+
+    def _lines(self, data: "Any") -> "List[bytes]":
+        """The lines ``data`` completes; the rest waits in the buffer."""
+        out = []
         start = 0
         n = len(data)
         while start < n:
@@ -497,25 +592,27 @@ class LineLink:
                     self._skip = True
                     self.bad_lines += 1
             if nl < 0:
-                return
+                break
             if self._skip:
                 self._skip = False
             else:
-                self._line(bytes(self._buf))
+                out.append(bytes(self._buf))
             self._buf = bytearray()
             start = nl + 1
+        return out
 
-    def _line(self, line: bytes) -> None:
+    def _request(self, line: bytes) -> "Tuple[Optional[bytes], Optional[bytes]]":
+        """(request, None) for a request line, (None, reply) for a bad one, else both None."""
         line = line.strip()
         if not line.startswith(REQUEST_PREFIX):
-            return
+            return None, None
         try:
-            req = binascii.a2b_base64(line[len(REQUEST_PREFIX) :])
+            return binascii.a2b_base64(line[len(REQUEST_PREFIX) :]), None
         except ValueError:
             self.bad_lines += 1
-            rsp = _reply(0, 0, BAD_REQUEST, b"line is not base64")
-        else:
-            rsp = self._prov.handle(req)
+            return None, _reply(0, 0, BAD_REQUEST, b"line is not base64")
+
+    def _send(self, rsp: bytes) -> None:
         self._write(REPLY_PREFIX + binascii.b2a_base64(rsp, newline=False) + b"\n")
 
 
@@ -682,7 +779,7 @@ async def serve(
             if link is not None and read is not None:
                 data = read()
                 if data:
-                    link.feed(data)
+                    await link.feed_async(data)
             await asyncio.sleep(poll_ms / 1000)
     finally:
         if task is not None:
@@ -721,7 +818,7 @@ async def ble_serve(prov: "Provisioner", name: str) -> None:
                 continue
             msg = asm.feed(data)
             if msg is not None:
-                rsp = prov.handle(msg)
+                rsp = await prov.handle_async(msg)
             elif asm.errors:
                 asm.errors = 0
                 rsp = _reply(0, 0, BAD_REQUEST, b"BLE chunk lost: send the request again")
@@ -783,6 +880,7 @@ def enter_if_held(
     service: "Any" = None,
     validate: "Optional[Callable[[Dict[str, Any]], Any]]" = None,
     pin_name: str = "boot_button",
+    store: "Any" = None,
 ) -> bool:
     """The one call a role's ``main.py`` makes at boot, before it starts the app.
 
@@ -790,6 +888,8 @@ def enter_if_held(
     name; active low when listed in ``active_low``) is held for `HOLD_MS`, run
     provisioning mode until it ends and reset the board, so the app starts on the new
     config. Otherwise return False at once (within `HOLD_MS` while the button is held).
+    ``service`` is the field test (`fieldtest.FieldTest`); ``store`` the app's own
+    store (default `open_store`), which the service shares for its frame counter.
     """
     import asyncio
 
@@ -811,7 +911,13 @@ def enter_if_held(
         return False
     level = 0 if active_low else 1
     asyncio.run(
-        service_mode(board, lambda: pin.value() == level, service=service, validate=validate)
+        service_mode(
+            board,
+            lambda: pin.value() == level,
+            service=service,
+            validate=validate,
+            store=store,
+        )
     )
     machine.reset()
     return True
