@@ -10,8 +10,8 @@ a `bell.BOOT_*`, and executes what `Bell.next_action()` asks for:
 * FEEDBACK: `feedback.Feedback` plays the pattern; a task drives the LED (PWM) and the
   piezo from it and sleeps until the next change.
 * SELFTEST: the checks this board can really make (radio, storage, battery, button,
-  tamper; LED and buzzer only where the board file gives a sense ADC), then
-  ``bell.selftest_done``.
+  tamper; LED and buzzer only where the board file gives a sense ADC:
+  `bellcheck.run_checks`, which the field test runs too), then ``bell.selftest_done``.
 * SLEEP: deep sleep when the bell allows it (only the heartbeat is scheduled): the
   button (active low, an RTC GPIO) arms ext0 so a press wakes the board and *is* the
   press (BOOT_BUTTON); the tamper switch (high when open) arms ext1. Otherwise the loop
@@ -45,20 +45,13 @@ except ImportError:
 # On the device this app's modules sit next to main.py ("import bell"); the type check
 # sees firmware/bell/ as the package firmware.bell, so no two apps' main.py clash.
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Optional
 
     from firmware.bell.bell import (
         BOOT_BUTTON,
         BOOT_COLD,
         BOOT_TIMER,
         BOOT_WARM,
-        CHECK_BATTERY,
-        CHECK_BUTTON,
-        CHECK_BUZZER,
-        CHECK_LED,
-        CHECK_RADIO,
-        CHECK_STORAGE,
-        CHECK_TAMPER,
         FEEDBACK,
         REBOOT,
         SELFTEST,
@@ -69,19 +62,13 @@ if TYPE_CHECKING:
         Bell,
         parse_config,
     )
+    from firmware.bell.bellcheck import field_test, run_checks
 else:
     from bell import (
         BOOT_BUTTON,
         BOOT_COLD,
         BOOT_TIMER,
         BOOT_WARM,
-        CHECK_BATTERY,
-        CHECK_BUTTON,
-        CHECK_BUZZER,
-        CHECK_LED,
-        CHECK_RADIO,
-        CHECK_STORAGE,
-        CHECK_TAMPER,
         FEEDBACK,
         REBOOT,
         SELFTEST,
@@ -92,6 +79,7 @@ else:
         Bell,
         parse_config,
     )
+    from bellcheck import field_test, run_checks
 
 _WDT_MS = const(30000)  # > LBT back-offs (~3.5 s) + TX (1.5 s at SF12) + RX window 2.5 s
 _MAX_WAIT_MS = const(5000)  # the loop runs (and feeds the watchdog) at least this often
@@ -168,6 +156,12 @@ class Hardware:
             self.led.duty_u16(led_percent * 65535 // 100)
         if self.buzzer is not None:
             self.buzzer.duty_u16(32768 if buzz else 0)
+
+    def led_sense_mv(self) -> "Optional[int]":
+        return _mv(self.led_sense) if self.led_sense is not None else None
+
+    def buzzer_sense_mv(self) -> "Optional[int]":
+        return _mv(self.buzzer_sense) if self.buzzer_sense is not None else None
 
     def battery_mv(self) -> int:
         if self._battery is None:
@@ -279,40 +273,10 @@ class Glue:
     async def selftest(self) -> "tuple":
         """The checks this board can make; (ran, passed) bitmaps (PROTOCOL.md 3.6)."""
         hw = self.hw
-        ran = CHECK_RADIO | CHECK_STORAGE | CHECK_BUTTON
-        passed = 0
-        try:
-            await self.radio.channel_clear()  # SPI, BUSY line and receiver respond
-            self.radio.sleep()
-            passed |= CHECK_RADIO
-        except (RuntimeError, OSError):
-            pass
-        if self.store.load_config() is not None:
-            passed |= CHECK_STORAGE
-        if not hw.pressed():
-            passed |= CHECK_BUTTON
-        if hw.tamper_pin is not None:
-            ran |= CHECK_TAMPER
-            if not hw.tamper_open():
-                passed |= CHECK_TAMPER
-        # Battery under load, with the LED on. The buzzer only where the board can sense
-        # it: a daily beep at 3 a.m. would be a nuisance to the neighbours.
-        hw.show(100, hw.buzzer_sense is not None)
-        await asyncio.sleep_ms(200)
-        mv = hw.battery_mv()
-        if hw.led_sense is not None:
-            ran |= CHECK_LED
-            if _mv(hw.led_sense) > 100:  # current flows through the LED's resistor
-                passed |= CHECK_LED
-        if hw.buzzer_sense is not None:
-            ran |= CHECK_BUZZER
-            if _mv(hw.buzzer_sense) > 100:
-                passed |= CHECK_BUZZER
-        hw.show(0, False)
-        if mv > 0:
-            ran |= CHECK_BATTERY
-            if mv >= self.bell.cfg.get("low_battery_mv", 0):
-                passed |= CHECK_BATTERY
+        low = self.bell.cfg.get("low_battery_mv", 0)
+        ran, passed, _battery = await run_checks(
+            hw, self.radio, self.store, low, asyncio.sleep_ms, hw.buzzer_sense is not None
+        )
         return ran, passed
 
     def deep_sleep(self, ms: int, wake_button: bool, wake_tamper: bool) -> None:
@@ -395,8 +359,17 @@ def start() -> None:
     # held 2 s — a crew powering the bell up. A deep-sleep wake by the button is always a
     # resident's press. It runs its own event loop, before the app's and before the
     # watchdog starts (the mode may last minutes), and resets the board when it ends.
+    # TEST there runs the field test (bellcheck.field_test): the app's own self-test,
+    # and a test ALARM on the app's radio settings and frame counters.
     if cause == BOOT_COLD and pressed_at_boot:
-        provision.enter_if_held(board, validate=parse_config, pin_name="button")
+        store = make_store(board)
+        provision.enter_if_held(
+            board,
+            service=field_test(hw, store, lambda cfg: make_radio(board, cfg), asyncio.sleep_ms),
+            validate=parse_config,
+            pin_name="button",
+            store=store,
+        )
     asyncio.run(main(board, cause, hw, pressed_at_boot))
 
 

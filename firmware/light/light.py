@@ -53,7 +53,7 @@ except ImportError:
     TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple, Union
+    from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
     Ticks = Any  # a ticks_ms() value: only ticks_diff may do arithmetic on it
@@ -72,7 +72,7 @@ _QUEUE_MAX = const(8)  # pending uplinks; the oldest status is dropped first
 _SAVE_WH = const(20)  # persist the energy counter every 20 Wh
 _MAX_STEP_MS = const(10_000)  # longest tick gap integrated (the loop was stalled)
 _SETTLE_MS = const(3_000)  # output steady this long before the lamp current is judged
-_SELFTEST_MS = const(5_000)  # lamp at 100 % during a self-test
+SELFTEST_MS = const(5_000)  # lamp at 100 % during a self-test (and the field test)
 _STROBE_HALF_MS = const(500)  # strobe: 500 ms on, 500 ms off
 _RAMP_MS = const(2_000)  # 0 -> 100 % for ordinary changes
 _FIRST_STATUS_S = const(10)  # first LIGHT_STATUS after boot, plus a per-device spread
@@ -145,6 +145,31 @@ def _parse(key: str, value: "Any") -> "Any":
     return v
 
 
+def light_config(settings: "Any") -> "Tuple[Dict[str, Any], int]":
+    """``(cfg, errors)``: every setting from ``settings.get(key, default)`` (the store's
+    settings, or the stored config dict itself), checked; ``errors`` counts the values
+    that were not valid numbers (a provisioning slip), which fall back to the default
+    rather than crash the light at its first tick."""
+    cfg: "Dict[str, Any]" = {}
+    errors = 0
+    for key in DEFAULTS:
+        v = _parse(key, settings.get(key, DEFAULTS[key]))
+        cfg[key] = DEFAULTS[key] if v is None else v
+        if v is None and settings.get(key, None) is not None:
+            errors += 1
+    return cfg, errors
+
+
+def lamp_bad(cfg: "Dict[str, Any]", permille: int, ma: int) -> bool:
+    """True when ``ma`` is out of band for output ``permille`` (``lamp_ma`` at 100 %,
+    ``fault_low_pct`` / ``fault_high_pct`` of what that level should draw)."""
+    full = cfg["lamp_ma"]
+    if permille < 50:  # commanded (nearly) off: a lamp drawing current is a fault
+        return ma > (full // 10 if full // 10 > 20 else 20)
+    expected = full * permille // 1000
+    return ma * 100 < expected * cfg["fault_low_pct"] or ma * 100 > expected * cfg["fault_high_pct"]
+
+
 class LocalClock:
     """Local date and time from a TIME downlink, carried forward on ``ticks_ms``.
 
@@ -199,15 +224,7 @@ class Light:
         self._codec = codec
         self._counters = counters
         self._settings = settings
-        self.config_errors = 0
-        self.cfg: "Dict[str, Any]" = {}
-        for key in DEFAULTS:
-            # A stored value that is not a valid number (a provisioning slip) falls back
-            # to the default rather than crash the light at its first tick.
-            v = _parse(key, settings.get(key, DEFAULTS[key]))
-            self.cfg[key] = DEFAULTS[key] if v is None else v
-            if v is None and settings.get(key, None) is not None:
-                self.config_errors += 1
+        self.cfg, self.config_errors = light_config(settings)
         self.clock = LocalClock()
         self._last = now
         self._dt = 0  # ms advanced since the last tick (energy integration)
@@ -307,7 +324,7 @@ class Light:
         self._ramp(now, dt)
         self._integrate(dt if dt < _MAX_STEP_MS else _MAX_STEP_MS)
         self._supervise(now)
-        if self._selftest and ticks_diff(now, self._selftest_at) >= _SELFTEST_MS:
+        if self._selftest and ticks_diff(now, self._selftest_at) >= SELFTEST_MS:
             self._finish_selftest()
         if self._up_s >= self._next_status:
             self._next_status = self._up_s + self.cfg["status_s"]
@@ -459,15 +476,7 @@ class Light:
             self._enqueue(_Q_FAULT, FAULT_LAMP, 1 if bad else 0, self.lamp_ma)
 
     def _lamp_bad(self, permille: int, ma: int) -> bool:
-        cfg = self.cfg
-        full = cfg["lamp_ma"]
-        if permille < 50:  # commanded (nearly) off: a lamp drawing current is a fault
-            return ma > (full // 10 if full // 10 > 20 else 20)
-        expected = full * permille // 1000
-        return (
-            ma * 100 < expected * cfg["fault_low_pct"]
-            or ma * 100 > expected * cfg["fault_high_pct"]
-        )
+        return lamp_bad(self.cfg, permille, ma)
 
     # -- downlinks ----------------------------------------------------------------------
 
@@ -651,3 +660,65 @@ class Light:
         if ftype == _Q_FAULT:
             return codec.encode_fault(counter, FLAG_RX_OPEN, a, b, c)
         return codec.encode_selftest(counter, FLAG_RX_OPEN, a, b, 0)
+
+
+# -- the field test (provisioning mode's TEST) -------------------------------------------
+
+
+async def field_checks(
+    hw: "Any",
+    radio: "Any",
+    store: "Any",
+    sleep_ms: "Callable[[int], Awaitable[Any]]",
+    notes: "Optional[Dict[str, str]]" = None,
+) -> "Dict[str, Any]":
+    """The light's self-test on its hardware, for the field test (firmware/lib/fieldtest.py).
+
+    The lamp as in the light's own self-test (COMMAND SELFTEST): 100 % for `SELFTEST_MS`,
+    the measured current judged by `lamp_bad`, then off. The radio by a carrier sense
+    (SPI, BUSY line and receiver answer; ``radio`` None: it could not be built), the
+    storage by reading the config back. ``hw`` is main.py's ``Hardware`` or anything with
+    ``output(permille)``, ``lamp_ma()`` and ``photo_mv()``; ``notes`` gets why a check
+    failed. Returns ``{"checks": {"radio", "storage", "lamp": bool}, "lamp_ma",
+    "photocell_mv"}``.
+    """
+    from fieldtest import why
+
+    checks = {"radio": False}
+    if radio is not None:
+        try:
+            await radio.channel_clear()
+            checks["radio"] = True
+        except (RuntimeError, OSError) as exc:
+            if notes is not None:
+                notes["radio"] = why(exc)
+    stored = store.load_config()
+    checks["storage"] = stored is not None
+    if stored is None and notes is not None:
+        notes["storage"] = "no readable config"
+    cfg = light_config(stored or {})[0]
+    hw.output(1000)
+    await sleep_ms(SELFTEST_MS)
+    ma = hw.lamp_ma()
+    hw.output(0)
+    checks["lamp"] = not lamp_bad(cfg, 1000, ma)
+    if not checks["lamp"] and notes is not None:
+        notes["lamp"] = "%d mA at 100 %%, expected about %d mA" % (ma, cfg["lamp_ma"])
+    return {"checks": checks, "lamp_ma": ma, "photocell_mv": hw.photo_mv()}
+
+
+def field_test(
+    hw: "Any",
+    store: "Any",
+    make_radio: "Callable[[Dict[str, Any]], Any]",
+    sleep_ms: "Callable[[int], Awaitable[Any]]",
+) -> "Any":
+    """The light's field-test service (`fieldtest.FieldTest`): `field_checks`, and the
+    test ALARM (mains powered: no battery reading). Imported here, not at the top: the
+    app itself never loads it."""
+    from fieldtest import FieldTest
+
+    async def checks(radio: "Any", notes: "Dict[str, str]") -> "Dict[str, Any]":
+        return await field_checks(hw, radio, store, sleep_ms, notes)
+
+    return FieldTest(store, make_radio, checks)

@@ -21,8 +21,8 @@ import random
 import machine
 import provision
 from board import load_board, make_modem, make_store
-from codec import Codec
 from compat import ticks_add, ticks_diff, ticks_ms
+from fieldtest import device_codec
 from machine import ADC, PWM, Pin
 from radio import ChannelBusy, Radio
 
@@ -34,9 +34,9 @@ except ImportError:
 # On the device this app's modules sit next to main.py ("import light"); the type check
 # sees firmware/light/ as the package firmware.light, so that no two apps' main.py clash.
 if TYPE_CHECKING:
-    from firmware.light.light import Light
+    from firmware.light.light import Light, field_test
 else:
-    from light import Light
+    from light import Light, field_test
 
 _TICK_MS = 100
 _RX_SLICE_MS = 1000
@@ -160,33 +160,36 @@ async def provisioning(store, hw, wdt):
         await asyncio.sleep_ms(_TICK_MS)
 
 
-def device_codec(cfg):
-    dev = cfg["device_id"]
-    if isinstance(dev, str):
-        dev = int(dev, 16)
-    return Codec(dev, bytes.fromhex(cfg["key"]))
+def make_radio(board, cfg):
+    return Radio(make_modem(board, cfg), random.randrange)
 
 
-async def main(board):
+async def main(board, hw=None):
     wdt = machine.WDT(timeout=_WDT_MS)
-    hw = Hardware(board)
+    if hw is None:
+        hw = Hardware(board)
     store = make_store(board)
     store.open()
     cfg = store.load_config()
     while cfg is None or "device_id" not in cfg or "key" not in cfg:
         cfg = await provisioning(store, hw, wdt)
     light = Light(device_codec(cfg), store, Settings(store, cfg), ticks_ms())
-    radio = Radio(make_modem(board, cfg), random.randrange)
+    radio = make_radio(board, cfg)
     await asyncio.gather(control(light, hw, wdt), motion(light, hw), radio_loop(light, radio))
 
 
 def start():
     board = load_board()
+    hw = Hardware(board)  # the lamp off until the app decides
     # Provisioning mode (firmware/PROVISIONING.md) with the service button held 2 s at
     # power-up. It runs its own event loop, before the app's and before the watchdog
-    # starts (the mode may last minutes), and resets the board when it ends.
-    provision.enter_if_held(board)
-    asyncio.run(main(board))
+    # starts (the mode may last minutes), and resets the board when it ends. TEST there
+    # runs the field test (light.field_test): radio, storage and lamp checks, and a
+    # test ALARM on the app's radio settings and frame counters.
+    store = make_store(board)
+    service = field_test(hw, store, lambda cfg: make_radio(board, cfg), asyncio.sleep_ms)
+    provision.enter_if_held(board, service=service, store=store)
+    asyncio.run(main(board, hw))
 
 
 start()

@@ -11,6 +11,7 @@ action is the ALARM, persisted before it went out.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import types
@@ -226,8 +227,8 @@ async def _wait_for_ms(aw: Any, ms: int) -> Any:
     return await asyncio.wait_for(aw, ms / 1000)
 
 
-def boot(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run main.py's main() until it deep-sleeps or resets."""
+def load_main(w: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """main.py's namespace on the fake hardware, without running start()."""
     for name, mod in fake_modules(w).items():
         monkeypatch.setitem(sys.modules, name, mod)
     monkeypatch.setattr(asyncio, "sleep_ms", _sleep_ms, raising=False)
@@ -239,6 +240,12 @@ def boot(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     ns: dict[str, Any] = {"__name__": "bell_main"}
     exec(compile(src, str(MAIN), "exec"), ns)
     ns["load_board"] = lambda path=None: BOARD
+    return ns
+
+
+def boot(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run main.py's main() until it deep-sleeps or resets."""
+    ns = load_main(w, monkeypatch)
 
     async def main() -> None:  # what start() does, with the real board file
         hw = ns["Hardware"](BOARD)
@@ -286,3 +293,61 @@ def test_cold_boot_then_deep_sleep_then_button_wake(monkeypatch: pytest.MonkeyPa
     assert alarm.counter == got[before - 1].counter + 1  # warm boot: RTC kept the counter
     rec = Store(NvsBackend(w.nvs)).load_alarm()
     assert rec is not None and rec["c"] == alarm.counter  # persisted before it went out
+
+
+class Entered(Exception):
+    """Raised by the stand-in for provision.enter_if_held: start() stops there."""
+
+
+def test_provisioning_mode_gets_the_field_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crew powers the bell up with the button held: start() hands provisioning mode
+    the bell's field test, on the board's radio and the app's store. Its TEST runs the
+    self-test and sends a test ALARM on air; the app, after the reset, goes on above
+    the test frame's counter."""
+    import provision
+    from store import NvsBackend, Store
+
+    w = World()
+    Store(NvsBackend(w.nvs)).save_config({**CONFIG, "device_id": f"{CONFIG['device_id']:08x}"})
+    w.levels[0] = 0  # the button held at power-up
+    ns = load_main(w, monkeypatch)
+    entered: dict[str, Any] = {}
+
+    def enter_if_held(board: Any, **kw: Any) -> bool:
+        entered.update(kw, board=board)
+        raise Entered()
+
+    ns["provision"] = types.SimpleNamespace(enter_if_held=enter_if_held)
+    with pytest.raises(Entered):
+        ns["start"]()
+    assert entered["board"] is BOARD and entered["pin_name"] == "button"
+    assert entered["validate"] is ns["parse_config"]
+
+    w.levels[0] = 1  # released by the time the crew's laptop asks
+    prov = provision.Provisioner(entered["store"], service=entered["service"])
+    hello = prov.handle(bytes((1, provision.OP_HELLO, 1)))
+    nonce = bytes.fromhex(json.loads(hello[4:])["nonce"])
+    mac = provision.request_mac(KEY, provision.OP_TEST, nonce, b"")
+    reply = asyncio.run(prov.handle_async(bytes((1, provision.OP_TEST, 2)) + nonce + mac))
+    assert reply[3] == provision.OK, reply
+    answer = json.loads(reply[4:])
+    # The board has an LED and a buzzer but no sense ADC for them: five checks.
+    assert answer["selftest"]["checks"] == {
+        "radio": True,
+        "storage": True,
+        "button": True,
+        "tamper": True,
+        "battery": True,
+    }
+    assert answer["selftest"]["ok"] is True
+    (test,) = decode_all(w.sent)
+    assert test.type is FrameType.ALARM and test.counter == answer["frame"]["counter"]
+    assert test.flags & frames.Flags.TEST and test.flags & frames.Flags.RX_OPEN
+    assert answer["frame"]["downlink"] is None  # no gateway here
+
+    w.sent.clear()
+    w.reset_cause = 2  # HARD_RESET: machine.reset() ends provisioning mode; RTC memory kept
+    boot(w, monkeypatch)
+    app = [frames.decode(d, lambda dev, _d: DeviceKey.of(KEY, test.counter)) for d in w.sent]
+    assert [f.type for f in app] == [FrameType.HEARTBEAT]
+    assert app[0].counter == test.counter + 1  # the exact next counter, from RTC memory

@@ -166,6 +166,9 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
         def standby(self) -> None:
             self.rx = False
 
+        def sleep(self, warm_start: bool = True) -> None:  # the field test, after its frame
+            self.rx = False
+
         def _cmd(self, fmt: str, *args: Any, n_read: int = 0) -> bytes:
             assert self.rx and args == (0x15,)
             return bytes((0x52, 220))  # -110 dBm: a quiet channel
@@ -271,3 +274,79 @@ def test_light_boots_reports_obeys_and_reboots(monkeypatch: pytest.MonkeyPatch) 
     assert status[0].lamp_ma == 350  # 700 mV x 0.5 mA/mV
     assert status[0].motion_events == 1
     assert w.levels[PINS["led"]] == 1  # online: the gateway was heard
+
+
+class Entered(Exception):
+    """Raised by the stand-in for provision.enter_if_held: start() stops there."""
+
+
+def test_provisioning_mode_gets_the_field_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() hands provisioning mode the light's field test, on the board's radio,
+    lamp and store: TEST drives the lamp to full, judges its current, and sends a test
+    ALARM on air under a counter the app never uses again."""
+    import provision
+    from store import NvsBackend, Store
+
+    w = World()
+    _store()(w).save_config({**CONFIG, "device_id": f"{DEVICE_ID:08x}"})
+    ns = load_main(w, monkeypatch)
+    entered: dict[str, Any] = {}
+
+    def enter_if_held(board: Any, **kw: Any) -> bool:
+        entered.update(kw, board=board)
+        raise Entered()
+
+    async def quick_sleep_ms(ms: int) -> None:  # the lamp's 5 s hold, in 50 ms
+        await asyncio.sleep(ms / 100_000)
+
+    monkeypatch.setattr(asyncio, "sleep_ms", quick_sleep_ms, raising=False)
+    ns["provision"] = types.SimpleNamespace(enter_if_held=enter_if_held)
+    with pytest.raises(Entered):
+        ns["start"]()
+    assert entered["board"] is BOARD
+    duties: list[int] = []
+    pwm = PINS["pwm_out"]
+    real_lamp_ma = ns["Hardware"].lamp_ma
+    monkeypatch.setattr(
+        ns["Hardware"], "lamp_ma", lambda hw: duties.append(w.duty[pwm]) or real_lamp_ma(hw)
+    )
+    prov = provision.Provisioner(entered["store"], service=entered["service"])
+    hello = prov.handle(bytes((1, provision.OP_HELLO, 1)))
+    nonce = bytes.fromhex(json.loads(hello[4:])["nonce"])
+    mac = provision.request_mac(KEY, provision.OP_TEST, nonce, b"")
+    reply = asyncio.run(prov.handle_async(bytes((1, provision.OP_TEST, 2)) + nonce + mac))
+    assert reply[3] == provision.OK, reply
+    answer = json.loads(reply[4:])
+    assert answer["selftest"]["ok"] is True
+    assert answer["selftest"]["checks"] == {"radio": True, "storage": True, "lamp": True}
+    assert answer["selftest"]["lamp_ma"] == 350  # 700 mV x 0.5 mA/mV
+    inverted = BOARD["light"]["dimming"]["inverted"]
+    assert duties == [0 if inverted else 65535]  # measured at full output
+    assert w.duty[pwm] == (65535 if inverted else 0)  # and off again
+    (data,) = w.sent
+    test = fr.decode(data, lambda dev, d: fr.DeviceKey.of(KEY) if dev == DEVICE_ID else None)
+    assert isinstance(test.payload, fr.Alarm) and test.counter == answer["frame"]["counter"]
+    assert test.flags & fr.Flags.TEST and test.flags & fr.Flags.RX_OPEN
+    after = Store(NvsBackend(_NvsView(w.nvs)))
+    after.open()
+    assert after.next_uplink() > test.counter  # the app goes on above it
+
+
+class _NvsView:
+    """esp32.NVS over the World's blobs (reads and writes)."""
+
+    def __init__(self, blobs: dict[str, bytes]) -> None:
+        self.blobs = blobs
+
+    def get_blob(self, key: str, buf: bytearray) -> int:
+        if key not in self.blobs:
+            raise OSError(-0x1102)
+        data = self.blobs[key]
+        buf[0 : len(data)] = data
+        return len(data)
+
+    def set_blob(self, key: str, value: Any) -> None:
+        self.blobs[key] = bytes(value)
+
+    def commit(self) -> None:
+        pass
