@@ -12,8 +12,6 @@ run on fakes in CPython and in MicroPython.
 (None where the board has no sense ADC).
 """
 
-from fieldtest import FieldTest, why
-
 try:
     from typing import TYPE_CHECKING
 except ImportError:
@@ -23,6 +21,8 @@ except ImportError:
 # sees firmware/bell/ as the package firmware.bell (see main.py).
 if TYPE_CHECKING:
     from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+
+    from fieldtest import FieldTest
 
     from firmware.bell.bell import (
         CHECK_BATTERY,
@@ -87,6 +87,8 @@ async def run_checks(
             passed |= CHECK_RADIO
         except (RuntimeError, OSError) as exc:
             if notes is not None:
+                from fieldtest import why
+
                 notes["radio"] = why(exc)
     if store.load_config() is not None:
         passed |= CHECK_STORAGE
@@ -140,9 +142,11 @@ def field_test(
     store: "Any",
     make_radio: "Callable[[Dict[str, Any]], Any]",
     sleep_ms: "Callable[[int], Awaitable[Any]]",
-) -> FieldTest:
+) -> "FieldTest":
     """The bell's field-test service: `run_checks` by name, and the test ALARM (with
-    the battery reading and the config's button number, as a press would send)."""
+    the battery reading and the config's button number, as a press would send).
+    `fieldtest` is imported here, not at the top: the app itself never loads it."""
+    from fieldtest import FieldTest
 
     async def checks(radio: "Any", notes: "Dict[str, str]") -> "Dict[str, Any]":
         cfg = store.load_config() or {}

@@ -365,7 +365,7 @@ def start() -> None:
         store = make_store(board)
         provision.enter_if_held(
             board,
-            service=field_test(hw, store, lambda cfg: make_radio(board, cfg), asyncio.sleep_ms),
+            service=lambda: field_test(hw, store, lambda c: make_radio(board, c), asyncio.sleep_ms),
             validate=parse_config,
             pin_name="button",
             store=store,

@@ -888,8 +888,10 @@ def enter_if_held(
     name; active low when listed in ``active_low``) is held for `HOLD_MS`, run
     provisioning mode until it ends and reset the board, so the app starts on the new
     config. Otherwise return False at once (within `HOLD_MS` while the button is held).
-    ``service`` is the field test (`fieldtest.FieldTest`); ``store`` the app's own
-    store (default `open_store`), which the service shares for its frame counter.
+    ``service`` is the field test (`fieldtest.FieldTest`), or a function that makes it,
+    called only once the mode is entered (so the app never loads the field test's
+    modules); ``store`` the app's own store (default `open_store`), which the service
+    shares for its frame counters.
     """
     import asyncio
 
@@ -910,6 +912,8 @@ def enter_if_held(
     if not held_at_boot(pin, active_low):
         return False
     level = 0 if active_low else 1
+    if callable(service):
+        service = service()
     asyncio.run(
         service_mode(
             board,

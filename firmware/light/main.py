@@ -21,8 +21,8 @@ import random
 import machine
 import provision
 from board import load_board, make_modem, make_store
+from codec import Codec
 from compat import ticks_add, ticks_diff, ticks_ms
-from fieldtest import device_codec
 from machine import ADC, PWM, Pin
 from radio import ChannelBusy, Radio
 
@@ -160,6 +160,13 @@ async def provisioning(store, hw, wdt):
         await asyncio.sleep_ms(_TICK_MS)
 
 
+def device_codec(cfg):
+    dev = cfg["device_id"]
+    if isinstance(dev, str):
+        dev = int(dev, 16)
+    return Codec(dev, bytes.fromhex(cfg["key"]))
+
+
 def make_radio(board, cfg):
     return Radio(make_modem(board, cfg), random.randrange)
 
@@ -187,8 +194,11 @@ def start():
     # runs the field test (light.field_test): radio, storage and lamp checks, and a
     # test ALARM on the app's radio settings and frame counters.
     store = make_store(board)
-    service = field_test(hw, store, lambda cfg: make_radio(board, cfg), asyncio.sleep_ms)
-    provision.enter_if_held(board, service=service, store=store)
+    provision.enter_if_held(
+        board,
+        service=lambda: field_test(hw, store, lambda c: make_radio(board, c), asyncio.sleep_ms),
+        store=store,
+    )
     asyncio.run(main(board, hw))
 
 

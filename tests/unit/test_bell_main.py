@@ -324,7 +324,8 @@ def test_provisioning_mode_gets_the_field_test(monkeypatch: pytest.MonkeyPatch) 
     assert entered["validate"] is ns["parse_config"]
 
     w.levels[0] = 1  # released by the time the crew's laptop asks
-    prov = provision.Provisioner(entered["store"], service=entered["service"])
+    service = entered["service"]()  # built only once the mode is entered
+    prov = provision.Provisioner(entered["store"], service=service)
     hello = prov.handle(bytes((1, provision.OP_HELLO, 1)))
     nonce = bytes.fromhex(json.loads(hello[4:])["nonce"])
     mac = provision.request_mac(KEY, provision.OP_TEST, nonce, b"")
