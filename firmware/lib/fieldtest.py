@@ -3,9 +3,10 @@
 A crew runs `anshim field-test` beside an installed device in provisioning mode. The
 device, through `FieldTest`:
 
-* runs its role's self-test -- the same checks its app runs on its own schedule (the
-  bell's `bellcheck.run_checks`, the light's `light.field_checks`) -- and reports
-  each by name, with ``ok`` when every one passed (`selftest`);
+* runs its role's self-test -- the bell's `bellcheck.run_checks`, which its app runs
+  for its own SELFTEST frames; the light's `light.field_checks`, the lamp check of its
+  COMMAND SELFTEST plus radio and storage -- and reports each check by name, with
+  ``ok`` when every one passed (`selftest`);
 * sends one real ALARM with the TEST flag and RX_OPEN (PROTOCOL.md 1.2, 3.1), encoded
   by the firmware codec under its own device id and key, with the next uplink counter
   from its store, through the real radio adapter (KR920 listen-before-talk); then
