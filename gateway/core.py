@@ -222,7 +222,7 @@ class Core:
         last = state["up_counter"]
         key = fr.DeviceKey(self._keys[device_id], last)
         try:
-            frame = fr.decode(data, lambda d, direction: key)
+            frame = fr.decode(data, lambda d, direction: key, header=header)
         except CounterOutOfWindow as exc:
             self.metrics.reject("replayed", f"{device_id:08x}", f"{device.hex_id}: {exc}")
             return

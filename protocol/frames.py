@@ -253,7 +253,9 @@ class _Payload:
             names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
         for name in names:
             value = getattr(self, name)
-            out[name] = int(value) if isinstance(value, IntEnum | IntFlag) else value
+            if type(value) is not int and isinstance(value, IntEnum | IntFlag):
+                value = int(value)
+            out[name] = value
         return out
 
 
@@ -829,16 +831,19 @@ def _parse_command(payload: bytes, engine: str) -> Payload:
     return _COMMAND_PARSERS[engine][opcode](payload)  # type: ignore[return-value]
 
 
-def decode(data: bytes, lookup: KeyLookup, *, engine: str = "struct") -> Frame:
+def decode(
+    data: bytes, lookup: KeyLookup, *, engine: str = "struct", header: Header | None = None
+) -> Frame:
     """Authenticate and decode one frame.
 
     ``lookup(device_id, direction)`` gives the device's key and the last counter accepted
     in that direction, or None for an unknown device. Raises only `ProtocolError`.
     Replay classification (new / retransmission) is the caller's: compare the returned
-    counter with the last accepted one (PROTOCOL.md 1.3).
+    counter with the last accepted one (PROTOCOL.md 1.3). ``header``: what `peek`
+    returned for these bytes, if the caller already has it.
     """
     data = bytes(data)
-    ftype, flags, device_id, fcnt16 = peek(data)
+    ftype, flags, device_id, fcnt16 = peek(data) if header is None else header
     direction = ftype.direction
     known = lookup(device_id, direction)
     if known is None:

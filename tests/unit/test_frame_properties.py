@@ -59,6 +59,9 @@ def test_round_trip_every_type(frame: fr.Frame) -> None:
     for engine in fr.ENGINES:
         decoded = fr.decode(wire, lambda d, dr: fr.DeviceKey(LOOKUP_KEY.key, last), engine=engine)
         assert decoded == frame
+    # The gateway peeks first (to find the key), then decodes with the header it has.
+    lookup = lambda d, dr: fr.DeviceKey(LOOKUP_KEY.key, last)  # noqa: E731
+    assert fr.decode(wire, lookup, header=fr.peek(wire)) == frame
 
 
 @given(st.binary(max_size=80), st.none() | st.integers(0, 0xFFFFFFFF))
