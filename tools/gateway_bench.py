@@ -150,7 +150,7 @@ def breakdown(stats: pstats.Stats) -> str:
 
 
 def bench_throughput(
-    *, runs: int = 3, devices: int = 500, rounds: int = 10, profile: bool = False
+    *, runs: int = 3, devices: int = 1000, rounds: int = 20, profile: bool = False
 ) -> dict[str, Any]:
     samples = []
     profile_text = ""
