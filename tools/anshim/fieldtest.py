@@ -87,8 +87,18 @@ def field_test_command(args: argparse.Namespace) -> int:
         f"device {out['device_id']} ({what}): self-test {verdict}"
         + (f" ({detail})" if detail else "")
     )
+    for name, why in (out["selftest"].get("notes") or {}).items():
+        print(f"  {name}: {why}")
     frame = out["frame"]
     print(f"test frame: {frame.get('type', '?')} counter {frame.get('counter', '?')}")
+    if "downlink" in frame:  # firmware that listens for the gateway's ACK says so
+        down = frame["downlink"]
+        if isinstance(down, dict) and down.get("rssi") is not None:
+            print(
+                f"device heard the gateway's ACK: RSSI {down['rssi']} dBm  SNR {down.get('snr')} dB"
+            )
+        else:
+            print("the device heard no ACK in its receive window", file=sys.stderr)
     heard = out["heard"]
     if heard is None:
         print(f"the gateway did not hear it within {args.wait:g} s", file=sys.stderr)
