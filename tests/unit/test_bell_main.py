@@ -22,6 +22,7 @@ import pytest
 
 from protocol import frames
 from protocol.frames import DeviceKey, FrameType
+from tests.unit.fake_machine import make_pin, make_pwm, make_wdt
 
 from .test_bell_fakes import CONFIG, KEY, FakeNvs, FakeRtc
 
@@ -71,35 +72,8 @@ class World:
 def fake_modules(w: World) -> dict[str, types.ModuleType]:
     machine = types.ModuleType("machine")
 
-    class Pin:
-        IN, OUT, PULL_UP = 1, 3, 1
-        IRQ_FALLING, IRQ_RISING = 2, 1
-
-        def __init__(self, n: int, mode: int = -1, pull: int = -1, value: int | None = None):
-            self.n = n
-            if value is not None:
-                w.levels[n] = value
-
-        def value(self, v: int | None = None) -> int:
-            if v is not None:
-                w.levels[self.n] = v
-            return w.levels.get(self.n, 0)
-
-        __call__ = value
-
-        def init(self, *a: Any, **k: Any) -> None:
-            pass
-
-        def irq(self, handler: Any = None, trigger: int = 0, wake: Any = None) -> None:
-            self.handler = handler
-
-    class PWM:
-        def __init__(self, pin: Pin, freq: int = 0, duty_u16: int = 0) -> None:
-            self.pin = pin
-            w.duty[pin.n] = duty_u16
-
-        def duty_u16(self, d: int) -> None:
-            w.duty[self.pin.n] = d
+    Pin = make_pin(w.levels)
+    PWM = make_pwm(w.duty)
 
     class ADC:
         ATTN_11DB = 3
@@ -109,13 +83,6 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
 
         def read_uv(self) -> int:
             return 740_000  # x 4.9 = 3626 mV
-
-    class WDT:
-        def __init__(self, id: int = 0, timeout: int = 5000) -> None:
-            assert timeout >= 10000
-
-        def feed(self) -> None:
-            pass
 
     def deepsleep(ms: int = 0) -> None:
         w.slept_ms = ms
@@ -127,7 +94,7 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
     machine.Pin = Pin  # type: ignore[attr-defined]
     machine.PWM = PWM  # type: ignore[attr-defined]
     machine.ADC = ADC  # type: ignore[attr-defined]
-    machine.WDT = WDT  # type: ignore[attr-defined]
+    machine.WDT = make_wdt(min_timeout_ms=10_000)  # type: ignore[attr-defined]
     machine.SPI = lambda *a, **k: object()  # type: ignore[attr-defined]
     machine.RTC = lambda: w.rtc  # type: ignore[attr-defined]
     machine.reset_cause = lambda: w.reset_cause  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from protocol import frames as fr
+from tests.unit.fake_machine import make_pin, make_pwm, make_wdt
 from tools import firmware_bench as fb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,32 +56,8 @@ class World:
 def fake_modules(w: World) -> dict[str, types.ModuleType]:
     machine = types.ModuleType("machine")
 
-    class Pin:
-        IN, OUT, PULL_UP, PULL_DOWN, IRQ_RISING = 1, 3, 1, 2, 1
-
-        def __init__(self, n: Any, mode: int = -1, pull: int = -1, value: int | None = None):
-            self.n = n
-            if value is not None:
-                w.levels[n] = value
-
-        def value(self, v: int | None = None) -> int:
-            if v is not None:
-                w.levels[self.n] = v
-            return w.levels.get(self.n, 0)
-
-        __call__ = value
-
-        def irq(self, handler: Any = None, trigger: int = 0, wake: Any = None) -> None:
-            w.irq[self.n] = handler
-
-    class PWM:
-        def __init__(self, pin: Pin, freq: int = 0, duty_u16: int = 0) -> None:
-            assert freq == BOARD["light"]["dimming"]["freq_hz"]
-            self.pin = pin
-            w.duty[pin.n] = duty_u16
-
-        def duty_u16(self, d: int) -> None:
-            w.duty[self.pin.n] = d
+    Pin = make_pin(w.levels, w.irq)
+    PWM = make_pwm(w.duty, BOARD["light"]["dimming"]["freq_hz"])
 
     class ADC:
         ATTN_11DB = 3
@@ -91,13 +68,6 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
 
         def read_uv(self) -> int:
             return w.uv[self.n]
-
-    class WDT:
-        def __init__(self, id: int = 0, timeout: int = 5000) -> None:
-            pass
-
-        def feed(self) -> None:
-            pass
 
     class NVS:
         def __init__(self, ns: str) -> None:
@@ -136,7 +106,7 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
         "Pin": Pin,
         "PWM": PWM,
         "ADC": ADC,
-        "WDT": WDT,
+        "WDT": make_wdt(),
         "RTC": RTC,
         "SPI": lambda *a, **k: object(),
         "reset": reset,
