@@ -166,10 +166,12 @@ class Upstream:
         ready = self.core.outbox_ready
 
         loop = asyncio.get_running_loop()
+        timers: list[asyncio.TimerHandle] = []
 
         def acked(row: OutboxRow) -> None:
             if journal.outbox_acked(row) == 1:  # deleted in a batch, soon
-                loop.call_later(DELETE_AFTER_S, journal.delete_acked)
+                timers[:] = [t for t in timers if not t.cancelled() and t.when() > loop.time()]
+                timers.append(loop.call_later(DELETE_AFTER_S, journal.delete_acked))
             self.published += 1
             if self.on_puback is not None:
                 self.on_puback(row)
@@ -187,8 +189,10 @@ class Upstream:
         finally:
             # A lost connection ends the whole session (the commands task fails, the
             # TaskGroup cancels this one); what has no PUBACK goes out again next session.
+            for timer in timers:
+                timer.cancel()
             pipeline.close()
-            journal.outbox_requeue()
+            journal.outbox_requeue()  # deletes what was acknowledged, too
 
     async def _commands(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
