@@ -1,4 +1,4 @@
-"""MicroPython ``machine`` classes faked for the roles' main.py tests, on shared state.
+"""MicroPython's ``machine`` classes and asyncio names, faked for the roles' main.py tests.
 
 Each factory closes over the test's fake world (pin levels, PWM duties, interrupt
 handlers), so a test reads what the glue did to the hardware from plain dicts. The
@@ -7,6 +7,7 @@ signatures are MicroPython's (docs.micropython.org, machine.Pin/PWM/WDT).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
@@ -67,3 +68,36 @@ def make_wdt(min_timeout_ms: int = 0) -> type:
             pass
 
     return WDT
+
+
+class ThreadSafeFlag:
+    """MicroPython's asyncio.ThreadSafeFlag over an asyncio.Event (wait() clears it)."""
+
+    def __init__(self) -> None:
+        self._e = asyncio.Event()
+
+    def set(self) -> None:
+        self._e.set()
+
+    def clear(self) -> None:
+        self._e.clear()
+
+    async def wait(self) -> None:
+        await self._e.wait()
+        self._e.clear()
+
+
+async def _sleep_ms(ms: int) -> None:
+    await asyncio.sleep(ms / 1000)
+
+
+async def _wait_for_ms(aw: Any, ms: int) -> Any:
+    return await asyncio.wait_for(aw, ms / 1000)
+
+
+def micropython_asyncio(monkeypatch: Any) -> None:
+    """Give CPython's asyncio the MicroPython names the glue uses (sleep_ms,
+    wait_for_ms, ThreadSafeFlag), for the duration of a test."""
+    monkeypatch.setattr(asyncio, "sleep_ms", _sleep_ms, raising=False)
+    monkeypatch.setattr(asyncio, "wait_for_ms", _wait_for_ms, raising=False)
+    monkeypatch.setattr(asyncio, "ThreadSafeFlag", ThreadSafeFlag, raising=False)

@@ -22,7 +22,7 @@ import pytest
 
 from protocol import frames
 from protocol.frames import DeviceKey, FrameType
-from tests.unit.fake_machine import make_pin, make_pwm, make_wdt
+from tests.unit.fake_machine import make_pin, make_pwm, make_wdt, micropython_asyncio
 
 from .test_bell_fakes import CONFIG, KEY, FakeNvs, FakeRtc
 
@@ -171,36 +171,11 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
     return {"machine": machine, "esp32": esp32, "lora": lora}
 
 
-class ThreadSafeFlag:
-    def __init__(self) -> None:
-        self._e = asyncio.Event()
-
-    def set(self) -> None:
-        self._e.set()
-
-    def clear(self) -> None:
-        self._e.clear()
-
-    async def wait(self) -> None:
-        await self._e.wait()
-        self._e.clear()
-
-
-async def _sleep_ms(ms: int) -> None:
-    await asyncio.sleep(ms / 1000)
-
-
-async def _wait_for_ms(aw: Any, ms: int) -> Any:
-    return await asyncio.wait_for(aw, ms / 1000)
-
-
 def load_main(w: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """main.py's namespace on the fake hardware, without running start()."""
     for name, mod in fake_modules(w).items():
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(asyncio, "sleep_ms", _sleep_ms, raising=False)
-    monkeypatch.setattr(asyncio, "wait_for_ms", _wait_for_ms, raising=False)
-    monkeypatch.setattr(asyncio, "ThreadSafeFlag", ThreadSafeFlag, raising=False)
+    micropython_asyncio(monkeypatch)
     monkeypatch.setattr(sys, "platform", "esp32")
     monkeypatch.setattr(time, "sleep_ms", lambda ms: None, raising=False)
     src = MAIN.read_text(encoding="utf-8").replace("\nstart()\n", "\n")

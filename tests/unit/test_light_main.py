@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from protocol import frames as fr
-from tests.unit.fake_machine import make_pin, make_pwm, make_wdt
+from tests.unit.fake_machine import make_pin, make_pwm, make_wdt, micropython_asyncio
 from tools import firmware_bench as fb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,27 +159,10 @@ def fake_modules(w: World) -> dict[str, types.ModuleType]:
     return {"machine": machine, "esp32": esp32, "lora": lora}
 
 
-class ThreadSafeFlag:
-    def __init__(self) -> None:
-        self._e = asyncio.Event()
-
-    def set(self) -> None:
-        self._e.set()
-
-    async def wait(self) -> None:
-        await self._e.wait()
-        self._e.clear()
-
-
-async def _sleep_ms(ms: int) -> None:
-    await asyncio.sleep(ms / 1000)
-
-
 def load_main(w: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     for name, mod in fake_modules(w).items():
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(asyncio, "sleep_ms", _sleep_ms, raising=False)
-    monkeypatch.setattr(asyncio, "ThreadSafeFlag", ThreadSafeFlag, raising=False)
+    micropython_asyncio(monkeypatch)
     src = MAIN.read_text(encoding="utf-8").replace("\nstart()\n", "\n")
     ns: dict[str, Any] = {"__name__": "light_main"}
     exec(compile(src, str(MAIN), "exec"), ns)
